@@ -1,0 +1,362 @@
+/*
+ * weft-bench -- weft's side of the peer micro-benchmarks.
+ *
+ *   weft-bench WORKLOAD [--n N]
+ *
+ * Prints one JSON line per run with the keys, order and definitions of the
+ * peer kit (shared/bench/peers/README.md), so weft's lines can be put in
+ * the same table as asyncio's and Go's:
+ *
+ *   {"peer":"weft-0.1","workload":"spawn","n":200000,"ns_per_op":..,
+ *    "wall_s":..,"peak_rss_kib":..}            (+ "bytes_per_task" for idle)
+ *
+ * Every workload runs as the root task of weft_run (the peers' "coroutine
+ * given to Runner.run" / Go's main goroutine). The timed region is only the
+ * part between the two now_s() calls in each function below: loop creation,
+ * teardown and setup (the sleepers delay table) are outside it. --n changes
+ * the operation count that ns_per_op divides by (the README's n column);
+ * the default is the README's n.
+ *
+ * Adding a workload is one function `static int w_NAME(struct bench *b)`
+ * and one row in `workloads[]`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "weft.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define PEER "weft-" STR(WEFT_VERSION_MAJOR) "." STR(WEFT_VERSION_MINOR)
+
+/* One run: filled in by the workload function. */
+struct bench {
+  long n;               /* operations ns_per_op divides by (in: requested) */
+  double wall;          /* seconds of the timed region */
+  double ns_per_op;     /* set only when it is not wall / n (sleepers) */
+  int has_ns_per_op;
+  long bytes_per_task;  /* idle only */
+  int has_bytes_per_task;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long maxrss_kib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss; /* KiB on Linux */
+}
+
+/* Rounds half away from zero (no libm needed). */
+static long round_l(double x) { return (long)(x < 0 ? x - 0.5 : x + 0.5); }
+
+/* Reports a failed weft call and passes its code on. */
+static int fail(const char *what, int rc) {
+  fprintf(stderr, "weft-bench: %s: %s (%d)\n", what, weft_strerror(rc), rc);
+  return rc ? rc : -EPROTO;
+}
+
+/* Closes g; prints the error list if the group failed. */
+static int close_group(weft_group *g) {
+  weft_errors *errs = NULL;
+  int rc = weft_group_close(g, &errs);
+  if (rc != 0) {
+    fail("weft_group_close", rc);
+    if (errs) weft_errors_print(errs, 2);
+  }
+  weft_errors_free(errs);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* spawn: a group of n children that return at once                    */
+/* ------------------------------------------------------------------ */
+
+static int trivial(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static int w_spawn(struct bench *b) {
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) return fail("weft_group_open", -errno);
+  int rc = 0;
+  for (long i = 0; i < b->n; i++) {
+    if (!weft_group_spawn(g, trivial, NULL, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+      break;
+    }
+  }
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  return rc ? rc : crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* switch: two tasks in a group, each yields n/2 times                 */
+/* ------------------------------------------------------------------ */
+
+static int yielder(void *arg) {
+  long iters = *(const long *)arg;
+  for (long i = 0; i < iters; i++) {
+    int rc = weft_yield();
+    if (rc) return fail("weft_yield", rc);
+  }
+  return 0;
+}
+
+static int w_switch(struct bench *b) {
+  long iters = b->n / 2;
+  if (iters < 1) iters = 1;
+  b->n = 2 * iters; /* n counts the yields of both */
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) return fail("weft_group_open", -errno);
+  int rc = 0;
+  for (int i = 0; i < 2 && !rc; i++)
+    if (!weft_group_spawn(g, yielder, &iters, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+    }
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  return rc ? rc : crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* sleepers: n tasks sleeping xorshift32 delays of 0..999 ms           */
+/* ------------------------------------------------------------------ */
+
+static int sleeper(void *arg) {
+  int64_t ms = (int64_t)(intptr_t)arg;
+  int rc = weft_sleep(WEFT_MS(ms));
+  return rc ? fail("weft_sleep", rc) : 0;
+}
+
+static int w_sleepers(struct bench *b) {
+  /* Setup, before the clock: Marsaglia xorshift32 (13, 17, 5). */
+  int *delay = malloc((size_t)b->n * sizeof *delay);
+  if (!delay) return fail("malloc", -ENOMEM);
+  uint32_t x = 2463534242u;
+  for (long i = 0; i < b->n; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    delay[i] = (int)(x % 1000);
+  }
+
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) {
+    free(delay);
+    return fail("weft_group_open", -errno);
+  }
+  int rc = 0;
+  for (long i = 0; i < b->n; i++) {
+    if (!weft_group_spawn(g, sleeper, (void *)(intptr_t)delay[i], NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+      break;
+    }
+  }
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  free(delay);
+  /* The time past the ideal 1 s (the longest delay is 999 ms). */
+  b->ns_per_op = (b->wall - 1.0) * 1e9 / (double)b->n;
+  b->has_ns_per_op = 1;
+  return rc ? rc : crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* idle: n tasks start, park on one event, are woken once, exit        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * weft has no event primitive yet, so the two waits of this workload are
+ * built from what weft.h offers, keeping the peers' shape: every task parks
+ * exactly once and is woken exactly once.
+ *
+ *  - "the last one wakes the root" (Python: a future, Go: a WaitGroup):
+ *    the root sleeps forever inside its own cancel scope `all_started`;
+ *    the last child to start calls weft_scope_cancel on that scope, which
+ *    wakes the root (its sleep returns -ECANCELED; closing a scope that was
+ *    cancelled by weft_scope_cancel returns 0).
+ *  - "one event" (asyncio.Event / a channel closed once): each child sleeps
+ *    with weft_sleep_until(WEFT_FOREVER) in the group; the root, after
+ *    sampling peak RSS, "sets the event" with weft_group_cancel, which wakes
+ *    every child once; each sees -ECANCELED and returns 0 (cancelled
+ *    children are never errors, and weft_group_cancel is not one either).
+ *
+ * When sync/ gets weft_event_*, switch this to it: that is what the peers
+ * measure. The cost should be close: one park and one wake per task.
+ */
+struct idle_state {
+  long n, started;
+  weft_scope all_started; /* on the root's stack */
+  int bad;                /* a wait returned something unexpected */
+};
+
+static int idle_waiter(void *arg) {
+  struct idle_state *st = arg;
+  if (++st->started == st->n) weft_scope_cancel(&st->all_started);
+  int rc = weft_sleep_until(WEFT_FOREVER); /* the "event" */
+  if (rc != -ECANCELED) st->bad = rc ? rc : -EPROTO;
+  return 0;
+}
+
+static int w_idle(struct bench *b) {
+  struct idle_state st = {.n = b->n};
+  int rc = 0;
+  long base = maxrss_kib();
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) return fail("weft_group_open", -errno);
+  /* Opened before the spawns, so it exists whenever the last child runs. */
+  int orc = weft_scope_open(&st.all_started, WEFT_FOREVER);
+  if (orc) {
+    rc = fail("weft_scope_open", orc);
+  } else {
+    for (long i = 0; i < b->n; i++) {
+      if (!weft_group_spawn(g, idle_waiter, &st, NULL)) {
+        rc = fail("weft_group_spawn", -errno);
+        break;
+      }
+    }
+    /* Wait until all have started ("await all_started"). */
+    int src = -ECANCELED;
+    if (!rc && st.started < st.n) src = weft_sleep_until(WEFT_FOREVER);
+    int crc = weft_scope_close(&st.all_started);
+    if (!rc && src != -ECANCELED)
+      rc = fail("root's wait for all started", src ? src : -EPROTO);
+    else if (!rc && crc)
+      rc = fail("weft_scope_close", crc);
+  }
+  long peak = maxrss_kib();
+  weft_group_cancel(g); /* "event.set()" */
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  if (!rc && st.bad) rc = fail("a task's wait for the event", st.bad);
+  b->bytes_per_task = round_l((double)(peak - base) * 1024.0 / (double)b->n);
+  b->has_bytes_per_task = 1;
+  return rc ? rc : crc;
+}
+
+/* ------------------------------------------------------------------ */
+/* timeout: n x {open a 10 s deadline scope, close it}, root alone     */
+/* ------------------------------------------------------------------ */
+
+static int w_timeout(struct bench *b) {
+  weft_scope s;
+  int rc = 0;
+  double t0 = now_s();
+  for (long i = 0; i < b->n; i++) {
+    int r1 = weft_scope_open_after(&s, WEFT_SEC(10));
+    int r2 = r1 ? 0 : weft_scope_close(&s);
+    if (r1 | r2) {
+      rc = fail(r1 ? "weft_scope_open_after" : "weft_scope_close", r1 ? r1 : r2);
+      break;
+    }
+  }
+  b->wall = now_s() - t0;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The table                                                           */
+/* ------------------------------------------------------------------ */
+
+static const struct workload {
+  const char *name;
+  long n; /* the README's n */
+  int (*run)(struct bench *b);
+} workloads[] = {
+    {"spawn", 200000, w_spawn},
+    {"switch", 2000000, w_switch},
+    {"sleepers", 100000, w_sleepers},
+    {"idle", 100000, w_idle},
+    {"timeout", 1000000, w_timeout},
+};
+
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+struct root_arg {
+  const struct workload *w;
+  struct bench *b;
+};
+
+static int root(void *arg) {
+  struct root_arg *ra = arg;
+  return ra->w->run(ra->b);
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: weft-bench WORKLOAD [--n N]\nworkloads:");
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    fprintf(stderr, " %s (n=%ld)", workloads[i].name, workloads[i].n);
+  fprintf(stderr, "\n");
+}
+
+static int parse_n(const char *s, long *n) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < 1) return -1;
+  *n = v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const struct workload *w = NULL;
+  long n = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--n") && i + 1 < argc) {
+      if (parse_n(argv[++i], &n)) goto bad;
+    } else if (!strncmp(a, "--n=", 4)) {
+      if (parse_n(a + 4, &n)) goto bad;
+    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage();
+      return 0;
+    } else if (!w) {
+      for (size_t k = 0; k < NWORKLOADS; k++)
+        if (!strcmp(a, workloads[k].name)) w = &workloads[k];
+      if (!w) goto bad;
+    } else {
+      goto bad;
+    }
+  }
+  if (!w) goto bad;
+
+  struct bench b = {.n = n ? n : w->n};
+  struct root_arg ra = {w, &b};
+  int rc = weft_run(root, &ra);
+  if (rc) {
+    fprintf(stderr, "weft-bench: %s failed: %s (%d)\n", w->name,
+            weft_strerror(rc), rc);
+    return 1;
+  }
+  double ns = b.has_ns_per_op ? b.ns_per_op : b.wall * 1e9 / (double)b.n;
+  printf("{\"peer\":\"%s\",\"workload\":\"%s\",\"n\":%ld,\"ns_per_op\":%.1f,"
+         "\"wall_s\":%.4f,\"peak_rss_kib\":%ld",
+         PEER, w->name, b.n, ns, b.wall, maxrss_kib());
+  if (b.has_bytes_per_task) printf(",\"bytes_per_task\":%ld", b.bytes_per_task);
+  printf("}\n");
+  return 0;
+
+bad:
+  usage();
+  return 2;
+}

@@ -1,0 +1,386 @@
+/*
+ * weft.h -- Python asyncio's programming model as a C library.
+ *
+ * One event loop per thread runs many tasks ("green threads" on their own
+ * stacks). A task is a plain C function `int fn(void *arg)`; a call that can
+ * block (weft_sleep, weft_join, weft_wait_fd, ...) suspends only the calling
+ * task and lets the loop run the others meanwhile.
+ *
+ * Conventions (see docs/):
+ *   - Functions return 0 on success or a negative error code: a negative
+ *     errno (-ECANCELED, -ETIMEDOUT, -EINVAL, ...) or a WEFT_E* code below.
+ *     Functions that make an object return it, or NULL with errno set.
+ *   - Time is int64_t nanoseconds of CLOCK_MONOTONIC. Parameters named
+ *     `deadline` are absolute (compare with weft_now()); parameters named
+ *     `duration` are relative. Negative durations count as 0.
+ *   - Every call that can block is a checkpoint: inside a cancelled cancel
+ *     scope it returns -ECANCELED, every time, until the code leaves the
+ *     scope (level-triggered cancellation).
+ *   - Unless a function says "thread-safe", call it only from a task (or for
+ *     loop-level calls, from the thread) of the loop that owns the object.
+ *     Called elsewhere, it returns WEFT_ENOTASK or WEFT_ELOOP.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WEFT_API __attribute__((visibility("default")))
+#define WEFT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define WEFT_API
+#define WEFT_PRINTF(a, b)
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* weft's own codes: negative, far outside errno's range. */
+#define WEFT_EGROUP (-10001)      /* a group had one or more failures */
+#define WEFT_ENOTASK (-10002)     /* blocking call outside a weft task */
+#define WEFT_ELOOP (-10003)       /* object belongs to another loop/thread */
+#define WEFT_ENOTSTARTED (-10004) /* child of weft_group_start returned
+                                     without calling weft_started() */
+#define WEFT_EINCOMPLETE (-10005) /* stream ended before the read completed */
+#define WEFT_ELIMIT (-10006)      /* a read went over the buffer limit */
+
+/* Name of any code this library returns (negative errno or WEFT_E*); also
+ * accepts positive errno values. Never NULL; unknown codes give
+ * "unknown error". The string is static. Thread-safe. */
+WEFT_API const char *weft_strerror(int code);
+
+/* ------------------------------------------------------------------ */
+/* Time                                                                */
+/* ------------------------------------------------------------------ */
+
+#define WEFT_NS(x) ((int64_t)(x))
+#define WEFT_US(x) ((int64_t)(x) * 1000LL)
+#define WEFT_MS(x) ((int64_t)(x) * 1000000LL)
+#define WEFT_SEC(x) ((int64_t)(x) * 1000000000LL)
+/* A deadline that never comes. */
+#define WEFT_FOREVER INT64_MAX
+
+/* CLOCK_MONOTONIC now, in nanoseconds. Thread-safe; callable anywhere. */
+WEFT_API int64_t weft_now(void);
+
+/* ------------------------------------------------------------------ */
+/* Loop and configuration                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_loop weft_loop;
+typedef struct weft_task weft_task;
+typedef struct weft_group weft_group;
+
+/* A task body. Returns 0 or a negative error code (see weft_fail). */
+typedef int (*weft_fn)(void *arg);
+
+/* Instrument hooks (Trio's instruments). Any member may be NULL. They run
+ * on the loop's thread, inside the scheduler: they must not block or call
+ * checkpoints. `arg` is the pointer given with the instrument. */
+typedef struct weft_instrument {
+  void (*task_spawned)(weft_task *t, void *arg);
+  void (*task_scheduled)(weft_task *t, void *arg); /* made ready to run */
+  void (*step_begin)(weft_task *t, void *arg);     /* about to run t */
+  void (*step_end)(weft_task *t, void *arg);       /* t suspended or exited */
+  void (*task_exited)(weft_task *t, void *arg);
+  void (*before_poll)(int64_t timeout_ns, void *arg); /* -1: block */
+  void (*after_poll)(int nevents, void *arg);
+} weft_instrument;
+
+typedef struct weft_config {
+  /* Usable stack bytes per task (rounded up to pages). 0: 128 KiB. */
+  size_t stack_size;
+  /* Free stacks kept for reuse; the rest are given back to the kernel
+   * when the loop is idle. 0: 1024. */
+  size_t stack_pool;
+  /* Guard pages below stacks: 1 = while the kernel's mapping budget
+   * (vm.max_map_count) allows, then stacks without guards (default);
+   * 0 = never. */
+  int guard_pages;
+  /* Debug mode: 1 on, 0 off, -1 (default) from the environment variable
+   * WEFT_DEBUG=1. Prints diagnostics to stderr: steps over 100 ms without
+   * a checkpoint, tasks never joined or detached, stack high-water marks,
+   * stack overflows (with the task's name), guard fallbacks. */
+  int debug;
+  /* Optional instrument installed for the loop's lifetime. */
+  const weft_instrument *instrument;
+  void *instrument_arg;
+} weft_config;
+
+/* Fills *cfg with the defaults. */
+WEFT_API void weft_config_init(weft_config *cfg);
+
+/* asyncio.run: makes a loop on the calling thread, runs main(arg) as the
+ * root task (named "main"), and when main returns cancels and reaps every
+ * task still alive, then frees the loop. Returns main's result, or
+ * -EINVAL (main NULL), -EBUSY (the thread already runs a loop), -ENOMEM. */
+WEFT_API int weft_run(weft_fn main, void *arg);
+/* weft_run with a configuration (NULL: defaults). */
+WEFT_API int weft_run_with(const weft_config *cfg, weft_fn main, void *arg);
+
+/* asyncio.Runner: one loop for several top-level calls on one thread.
+ * Tasks left running (detached or not joined) by one call keep running
+ * during the next calls; weft_runner_close cancels and reaps them.
+ * open returns NULL with errno EBUSY (thread already has a loop), ENOMEM. */
+typedef struct weft_runner weft_runner;
+WEFT_API weft_runner *weft_runner_open(const weft_config *cfg);
+/* Runs fn(arg) as a root task until it returns; returns its result, or
+ * -EINVAL (NULL), WEFT_ELOOP (other thread), -EBUSY (called from a task). */
+WEFT_API int weft_runner_run(weft_runner *r, weft_fn fn, void *arg);
+/* Cancels and reaps what is left and frees the loop. 0, -EINVAL, -EBUSY
+ * (called from a task), WEFT_ELOOP (other thread). */
+WEFT_API int weft_runner_close(weft_runner *r);
+
+/* The loop running on the calling thread, or NULL. */
+WEFT_API weft_loop *weft_loop_current(void);
+
+/* Adds/removes an instrument on the current loop (at most 8). 0, -EINVAL,
+ * -ENOSPC, -ENOENT (remove of an unknown one), WEFT_ENOTASK (no loop). */
+WEFT_API int weft_instrument_add(const weft_instrument *ins, void *arg);
+WEFT_API int weft_instrument_remove(const weft_instrument *ins, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Tasks                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_spawn_opts {
+  /* Copied. NULL: "task-N" with N the task id. */
+  const char *name;
+  /* Usable stack bytes; 0: the loop's default. */
+  size_t stack_size;
+  /* Eager start: the child runs at once, before spawn returns, until its
+   * first suspension; one that finishes without suspending never goes
+   * through the scheduler. */
+  bool eager;
+} weft_spawn_opts;
+
+/* asyncio.create_task: starts fn(arg) as a new task on the current loop.
+ * The task holds no stack until it first runs. The returned handle belongs
+ * to the caller, who must weft_join or weft_detach it exactly once.
+ * NULL with errno: EINVAL (fn NULL), ENOMEM, and WEFT_ENOTASK as a
+ * positive value (-WEFT_ENOTASK) when called with no loop on the thread. */
+WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg,
+                               const weft_spawn_opts *opts);
+
+/* Waits for t to finish and returns its result (0 or its error code); the
+ * handle is then released. A checkpoint: inside a cancelled scope returns
+ * -ECANCELED and leaves the handle valid (t keeps running).
+ * Errors: -EINVAL (NULL, or a group child's handle), -EDEADLK (t is the
+ * caller), -EBUSY (another task is already joining t), -ESRCH (handle
+ * already joined or detached, while its record is not reused), WEFT_ENOTASK,
+ * WEFT_ELOOP. */
+WEFT_API int weft_join(weft_task *t);
+
+/* asyncio.wait_for: as weft_join, but if t is not done by `deadline` (or
+ * the caller is cancelled) t is cancelled and waited for; then returns
+ * -ETIMEDOUT (deadline) or -ECANCELED (caller cancelled). The handle is
+ * released in every case but -EINVAL/-EDEADLK/-EBUSY/-ESRCH. */
+WEFT_API int weft_join_until(weft_task *t, int64_t deadline);
+
+/* Gives up the handle: the task runs on and frees itself when done.
+ * 0, -EINVAL, -ESRCH, WEFT_ELOOP. */
+WEFT_API int weft_detach(weft_task *t);
+
+/* Cancels t: every checkpoint in t returns -ECANCELED until t returns.
+ * Cancelling a finished task does nothing and returns 0. -EINVAL, -ESRCH,
+ * WEFT_ELOOP. Not a checkpoint. */
+WEFT_API int weft_cancel(weft_task *t);
+
+/* True when t has returned (false for NULL). */
+WEFT_API bool weft_task_done(const weft_task *t);
+
+/* task.exception(): the result code of a finished task (0 on success),
+ * and in *msg (if msg not NULL) its weft_fail message or NULL; the message
+ * lives as long as the handle. -EAGAIN if t has not finished, -EINVAL. */
+WEFT_API int weft_task_error(const weft_task *t, const char **msg);
+
+/* The task's name ("task-N" if none was given); valid while the handle is.
+ * "" for NULL. */
+WEFT_API const char *weft_task_name(const weft_task *t);
+/* The task's id: unique within its loop, starting at 1 (0 for NULL). */
+WEFT_API uint64_t weft_task_id(const weft_task *t);
+
+/* Runs cb(t, arg) on the loop when t finishes (at once if it has). Not
+ * thread-safe. cb must not block. 0, -EINVAL, -ENOMEM, WEFT_ELOOP. */
+WEFT_API int weft_task_on_done(weft_task *t, void (*cb)(weft_task *t, void *arg),
+                               void *arg);
+
+/* The calling task, or NULL outside a task. */
+WEFT_API weft_task *weft_current(void);
+
+/* Calls cb(t, arg) for every live task of the current loop (spawn order),
+ * stopping at the first non-zero return, which is returned. 0 at the end,
+ * -EINVAL (cb NULL), WEFT_ENOTASK (no loop). cb must not block, spawn, or
+ * end tasks. */
+WEFT_API int weft_tasks_foreach(int (*cb)(weft_task *t, void *arg), void *arg);
+
+/* Attaches a message to the current task's failure and returns `code`:
+ *   return weft_fail(-EPROTO, "bad header from %s", peer);
+ * The message appears in group error reports and weft_task_error. Outside
+ * a task, returns code and records nothing. */
+WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
+
+/* Prints the tasks of the current loop (id, name, state) to fd.
+ * 0, WEFT_ENOTASK, -errno from write. */
+WEFT_API int weft_dump_tasks(int fd);
+
+/* ------------------------------------------------------------------ */
+/* Sleeping and checkpoints                                            */
+/* ------------------------------------------------------------------ */
+
+/* asyncio.sleep(0): lets every other ready task run once. 0, -ECANCELED,
+ * WEFT_ENOTASK, WEFT_ELOOP (another thread's task). */
+WEFT_API int weft_yield(void);
+/* Sleeps for `duration` ns (negative: 0). 0, -ECANCELED, WEFT_ENOTASK. */
+WEFT_API int weft_sleep(int64_t duration);
+/* Sleeps until `deadline`. 0, -ECANCELED, WEFT_ENOTASK. */
+WEFT_API int weft_sleep_until(int64_t deadline);
+/* Returns -ECANCELED if the caller is in a cancelled scope, else 0,
+ * without suspending. WEFT_ENOTASK outside a task. */
+WEFT_API int weft_check_cancel(void);
+
+/* Waits until fd is ready for `events` (WEFT_READABLE, WEFT_WRITABLE) or
+ * `deadline` passes. Returns the ready events (> 0, may include
+ * WEFT_HANGUP/WEFT_ERROR), -ETIMEDOUT, -ECANCELED, -EBADF (fd not open or
+ * not pollable: -EPERM from epoll is returned as -EPERM), -EEXIST (another
+ * task waits on the same fd and event), -EINVAL (no events), WEFT_ENOTASK. */
+#define WEFT_READABLE 0x1
+#define WEFT_WRITABLE 0x4
+#define WEFT_ERROR 0x8
+#define WEFT_HANGUP 0x10
+WEFT_API int weft_wait_fd(int fd, int events, int64_t deadline);
+
+/* ------------------------------------------------------------------ */
+/* Cancel scopes                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A cancel scope lives on the caller's stack (no allocation). Its storage
+ * is private; do not copy or move an open scope. */
+typedef struct weft_scope {
+  uint64_t opaque_[12];
+} weft_scope;
+
+/* Opens a scope around the following code of the calling task, with an
+ * absolute deadline (WEFT_FOREVER: none). Scopes nest; close them in
+ * reverse order. 0, -EINVAL (s NULL), WEFT_ENOTASK, WEFT_ELOOP. */
+WEFT_API int weft_scope_open(weft_scope *s, int64_t deadline);
+/* asyncio.timeout(duration): deadline = now + duration. */
+WEFT_API int weft_scope_open_after(weft_scope *s, int64_t duration);
+/* A shielded scope: cancellation from outside does not reach inside (its
+ * own deadline and weft_scope_cancel still do). */
+WEFT_API int weft_scope_open_shielded(weft_scope *s, int64_t deadline);
+
+/* Cancels the scope: every checkpoint inside returns -ECANCELED. Any task
+ * of the loop may call it; not a checkpoint. 0, -EINVAL (NULL or not
+ * open), WEFT_ELOOP (another loop's scope). Do not call after close. */
+WEFT_API int weft_scope_cancel(weft_scope *s);
+/* Moves the deadline (later or earlier, or WEFT_FOREVER). -EALREADY if the
+ * deadline has already fired. 0, -EINVAL. */
+WEFT_API int weft_scope_reschedule(weft_scope *s, int64_t deadline);
+/* The scope's deadline (WEFT_FOREVER: none). */
+WEFT_API int64_t weft_scope_deadline(const weft_scope *s);
+/* True if the scope was cancelled (by its deadline or weft_scope_cancel);
+ * false if only an outer scope is. */
+WEFT_API bool weft_scope_cancelled(const weft_scope *s);
+
+/* Leaves the scope. Returns -ETIMEDOUT if its deadline fired, else 0
+ * (also when it was cancelled by weft_scope_cancel: the cancellation is
+ * "caught" by the scope it targeted). -EINVAL if s is not the innermost
+ * open scope of the calling task (nothing is closed then). */
+WEFT_API int weft_scope_close(weft_scope *s);
+
+/* ------------------------------------------------------------------ */
+/* Groups (asyncio.TaskGroup / Trio nursery)                           */
+/* ------------------------------------------------------------------ */
+
+/* Opens a group in the calling task. The code up to weft_group_close is
+ * the group's body: it runs inside the group's cancel scope, so when a
+ * child fails the body's checkpoints return -ECANCELED too. A cancelled
+ * caller cancels its open groups. Close in reverse order of scopes.
+ * NULL with errno ENOMEM, or (positive) -WEFT_ENOTASK. */
+WEFT_API weft_group *weft_group_open(void);
+
+/* Spawns a child into g (any task of the loop may spawn into an open
+ * group, including its children). The handle is borrowed: valid until
+ * weft_group_close returns; do not join or detach it (cancel, done, name,
+ * error are fine). NULL with errno EINVAL (g or fn NULL), EPIPE (group
+ * closed or closing with all children gone), ENOMEM. */
+WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
+                                     const weft_spawn_opts *opts);
+
+/* Trio's nursery.start: spawns fn(arg) into g and waits until the child
+ * calls weft_started(value); stores value in *value (if not NULL) and
+ * returns 0. If the child fails or returns before that, start returns its
+ * code (WEFT_ENOTSTARTED for a return of 0) and the group is not affected.
+ * If the caller is cancelled while waiting, the child is cancelled and
+ * waited for, and start returns -ECANCELED. -EINVAL, -EPIPE, -ENOMEM,
+ * WEFT_ENOTASK. */
+WEFT_API int weft_group_start(weft_group *g, weft_fn fn, void *arg,
+                              const weft_spawn_opts *opts, void **value);
+/* Called by a child of weft_group_start: reports readiness. From then on
+ * its failures go to the group. -EINVAL if the caller was not started
+ * with weft_group_start or already reported, WEFT_ENOTASK. */
+WEFT_API int weft_started(void *value);
+
+/* Records a failure of the body (code < 0, message as weft_fail) in the
+ * group and cancels the group's children and body: the `raise` inside
+ * `async with TaskGroup()`. -EINVAL (g NULL or code >= 0). */
+WEFT_API int weft_group_fail(weft_group *g, int code, const char *fmt, ...)
+    WEFT_PRINTF(3, 4);
+
+/* asyncio 3.15 TaskGroup.cancel: cancels the children and the body
+ * without that being an error; weft_group_close then returns 0 (unless
+ * something failed). Callable from the body, a child, or another task.
+ * 0, -EINVAL. */
+WEFT_API int weft_group_cancel(weft_group *g);
+
+/* The errors of a closed group: the ExceptionGroup of C. */
+typedef struct weft_errors weft_errors;
+
+/* Waits for every child (even when the caller is cancelled: the children
+ * are cancelled then and waited for), closes the group's scope and frees
+ * g. Returns:
+ *   0               all children succeeded (or were cancelled by
+ *                   weft_group_cancel)
+ *   WEFT_EGROUP     one or more children (or the body, weft_group_fail)
+ *                   failed; the failures are in *errs if errs is not NULL
+ *   -ECANCELED      the caller was cancelled from outside and nothing
+ *                   failed
+ *   -EINVAL         g NULL, or g is not the innermost open scope of the
+ *                   caller (nothing closed)
+ * *errs (if errs not NULL) receives NULL or a list the caller frees with
+ * weft_errors_free. Cancelled children are never errors. */
+WEFT_API int weft_group_close(weft_group *g, weft_errors **errs);
+
+/* Number of failures in the list (0 for NULL). */
+WEFT_API size_t weft_errors_count(const weft_errors *e);
+/* The i-th failure, in the order they happened: task name, code, message
+ * (NULL if none). Strings live as long as the list. 0, or -ERANGE/-EINVAL. */
+WEFT_API int weft_errors_get(const weft_errors *e, size_t i, const char **name,
+                             int *code, const char **message);
+/* except*: the number of failures with this code. */
+WEFT_API size_t weft_errors_match(const weft_errors *e, int code);
+/* Writes one line per failure ("name: code-name (code): message") to fd.
+ * 0 or -errno. */
+WEFT_API int weft_errors_print(const weft_errors *e, int fd);
+/* Frees the list (NULL is fine). */
+WEFT_API void weft_errors_free(weft_errors *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_H */

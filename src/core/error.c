@@ -1,0 +1,32 @@
+/* Error names and failure messages. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+const char *weft_strerror(int code) {
+  switch (code) {
+    case 0: return "success";
+    case WEFT_EGROUP: return "one or more tasks of the group failed";
+    case WEFT_ENOTASK: return "not called from a weft task";
+    case WEFT_ELOOP: return "object belongs to another loop or thread";
+    case WEFT_ENOTSTARTED: return "task returned without reporting readiness";
+    case WEFT_EINCOMPLETE: return "stream ended before the read completed";
+    case WEFT_ELIMIT: return "read exceeded the buffer limit";
+    default: break;
+  }
+  int e = code < 0 ? -code : code;
+  /* strerrordesc_np returns static strings: thread-safe, unlike strerror. */
+  const char *s = e < 4096 ? strerrordesc_np(e) : NULL;
+  return s ? s : "unknown error";
+}
+
+char *weft__vformat(const char *fmt, va_list ap) {
+  char *m = NULL;
+  if (vasprintf(&m, fmt, ap) < 0) return NULL;
+  return m;
+}

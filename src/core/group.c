@@ -1,0 +1,284 @@
+/*
+ * Groups (TaskGroup / nursery) and their error lists.
+ *
+ * A group is a cancel scope of the task that opened it (the body) plus a
+ * count of live children, whose root scopes hang below the group's scope.
+ * A child failure is recorded and cancels that scope, so siblings and the
+ * body see -ECANCELED at their next checkpoint. weft_group_close waits,
+ * uninterruptibly, until the count reaches zero.
+ *
+ * A child spawned with weft_group_start runs under the starter's scope
+ * until it calls weft_started(), so cancelling the starter cancels it and
+ * its early failure goes to the starter, not the group (Trio's semantics).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+WEFT__HIDDEN void weft__scope_reparent(weft__scope *s, weft__scope *parent);
+
+typedef struct err_entry {
+  struct err_entry *next;
+  char *name;
+  char *msg;
+  int code;
+} err_entry;
+
+struct weft_group {
+  weft__scope sc;
+  weft_task *owner;
+  weft_task *waiter; /* owner, parked in close */
+  size_t nchildren;
+  err_entry *errs, **errs_tail;
+  size_t nerrs;
+};
+
+struct weft_errors {
+  size_t n;
+  struct {
+    char *name;
+    char *msg;
+    int code;
+  } e[];
+};
+
+static void add_error(weft_group *g, const char *name, int code, char *msg) {
+  err_entry *e = malloc(sizeof *e);
+  if (!e) {
+    free(msg);
+    return; /* the group still fails: it was cancelled below */
+  }
+  e->next = NULL;
+  e->name = strdup(name);
+  e->msg = msg;
+  e->code = code;
+  *g->errs_tail = e;
+  g->errs_tail = &e->next;
+  g->nerrs++;
+}
+
+weft_group *weft_group_open(void) {
+  weft_task *t = weft__cur();
+  if (!t) {
+    errno = -WEFT_ENOTASK;
+    return NULL;
+  }
+  weft_group *g = malloc(sizeof *g);
+  if (!g) return NULL;
+  memset(g, 0, sizeof *g);
+  g->owner = t;
+  g->errs_tail = &g->errs;
+  weft__scope_push(t, &g->sc, WEFT_FOREVER, SC_GROUP);
+  return g;
+}
+
+static weft_task *child_new(weft_loop *L, weft_group *g, weft_fn fn, void *arg,
+                            const weft_spawn_opts *opts) {
+  weft_task *t = weft__task_new(L, fn, arg, opts);
+  if (!t) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  t->flags |= TF_GROUP;
+  t->group = g;
+  g->nchildren++;
+  return t;
+}
+
+static int check_group(weft_loop *L, weft_group *g) {
+  if (!g) return -EINVAL;
+  if (!L || g->owner->loop != L) return WEFT_ELOOP;
+  if (!(g->sc.flags & SC_OPEN)) return -EPIPE;
+  return 0;
+}
+
+weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
+                            const weft_spawn_opts *opts) {
+  weft_loop *L = weft__tls_loop;
+  int rc = check_group(L, g);
+  if (!rc && !fn) rc = -EINVAL;
+  if (rc) {
+    errno = -rc;
+    return NULL;
+  }
+  weft_task *t = child_new(L, g, fn, arg, opts);
+  if (!t) return NULL;
+  weft__scope_link(&g->sc, &t->root);
+  if (g->sc.flags & SC_EFF) t->root.flags |= SC_EFF;
+  weft__task_start(L, L->current, t, opts && opts->eager);
+  return t;
+}
+
+int weft_group_start(weft_group *g, weft_fn fn, void *arg,
+                     const weft_spawn_opts *opts, void **value) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *cur = L ? L->current : NULL;
+  if (!g || !fn) return -EINVAL;
+  if (!cur) return WEFT_ENOTASK;
+  int rc = check_group(L, g);
+  if (rc) return rc;
+  if (weft__cancelled(cur)) return -ECANCELED;
+  weft_task *t = child_new(L, g, fn, arg, opts);
+  if (!t) return -ENOMEM;
+  t->flags |= TF_STARTING;
+  t->starter = cur;
+  t->start_value = value;
+  /* Until it is ready the child lives under the starter's scope. */
+  weft__scope_link(cur->scope, &t->root);
+  if (cur->scope->flags & SC_EFF) t->root.flags |= SC_EFF;
+  /* Never eager: the child's report must find the starter parked. */
+  weft__task_start(L, cur, t, false);
+  return weft__park(L, cur, NULL);
+}
+
+int weft_started(void *value) {
+  weft_task *t = weft__cur();
+  if (!t) return WEFT_ENOTASK;
+  if (!(t->flags & TF_STARTING)) return -EINVAL;
+  t->flags &= ~TF_STARTING;
+  weft_task *st = t->starter;
+  t->starter = NULL;
+  if (t->start_value) *t->start_value = value;
+  t->start_value = NULL;
+  weft__scope_reparent(&t->root, &t->group->sc);
+  weft__wake(st, 0);
+  return 0;
+}
+
+void weft__group_child_exit(weft_loop *L, weft_task *t) {
+  weft_group *g = t->group;
+  if (t->flags & TF_STARTING) {
+    weft_task *st = t->starter;
+    t->starter = NULL;
+    t->flags &= ~TF_STARTING;
+    if (st) weft__wake(st, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
+  } else if (t->result < 0 &&
+             !(t->result == -ECANCELED && (t->root.flags & SC_EFF))) {
+    add_error(g, weft_task_name(t), t->result, t->msg);
+    t->msg = NULL;
+    weft__scope_cancel(&g->sc);
+  }
+  t->group = NULL;
+  if (--g->nchildren == 0 && g->waiter) {
+    weft_task *w = g->waiter;
+    g->waiter = NULL;
+    weft__wake(w, 0);
+  }
+  (void)L;
+}
+
+int weft_group_fail(weft_group *g, int code, const char *fmt, ...) {
+  weft_loop *L = weft__tls_loop;
+  if (code >= 0) return -EINVAL;
+  int rc = check_group(L, g);
+  if (rc) return rc;
+  char *msg = NULL;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    msg = weft__vformat(fmt, ap);
+    va_end(ap);
+  }
+  weft_task *cur = L->current ? L->current : g->owner;
+  add_error(g, weft_task_name(cur), code, msg);
+  weft__scope_cancel(&g->sc);
+  return 0;
+}
+
+int weft_group_cancel(weft_group *g) {
+  weft_loop *L = weft__tls_loop;
+  int rc = check_group(L, g);
+  if (rc) return rc;
+  weft__scope_cancel(&g->sc);
+  return 0;
+}
+
+static weft_errors *take_errors(weft_group *g) {
+  weft_errors *e = malloc(sizeof *e + g->nerrs * sizeof e->e[0]);
+  size_t i = 0;
+  for (err_entry *x = g->errs, *n; x; x = n) {
+    n = x->next;
+    if (e) {
+      e->e[i].name = x->name;
+      e->e[i].msg = x->msg;
+      e->e[i].code = x->code;
+      i++;
+    } else {
+      free(x->name);
+      free(x->msg);
+    }
+    free(x);
+  }
+  if (e) e->n = i;
+  g->errs = NULL;
+  return e;
+}
+
+int weft_group_close(weft_group *g, weft_errors **errs) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *cur = L ? L->current : NULL;
+  if (errs) *errs = NULL;
+  if (!g) return -EINVAL;
+  if (!cur) return WEFT_ENOTASK;
+  if (g->owner != cur) return g->owner->loop == L ? -EINVAL : WEFT_ELOOP;
+  if (cur->scope != &g->sc) return -EINVAL;
+  while (g->nchildren) {
+    g->waiter = cur;
+    weft__park(L, cur, NULL);
+  }
+  bool outer = g->sc.parent && (g->sc.parent->flags & SC_EFF);
+  int rc = g->nerrs ? WEFT_EGROUP : outer ? -ECANCELED : 0;
+  weft__scope_pop(L, cur, &g->sc);
+  weft_errors *e = take_errors(g);
+  if (errs && e && e->n)
+    *errs = e;
+  else
+    weft_errors_free(e);
+  free(g);
+  return rc;
+}
+
+size_t weft_errors_count(const weft_errors *e) { return e ? e->n : 0; }
+
+int weft_errors_get(const weft_errors *e, size_t i, const char **name,
+                    int *code, const char **message) {
+  if (!e) return -EINVAL;
+  if (i >= e->n) return -ERANGE;
+  if (name) *name = e->e[i].name ? e->e[i].name : "?";
+  if (code) *code = e->e[i].code;
+  if (message) *message = e->e[i].msg;
+  return 0;
+}
+
+size_t weft_errors_match(const weft_errors *e, int code) {
+  size_t n = 0;
+  if (e)
+    for (size_t i = 0; i < e->n; i++) n += e->e[i].code == code;
+  return n;
+}
+
+int weft_errors_print(const weft_errors *e, int fd) {
+  if (!e) return 0;
+  for (size_t i = 0; i < e->n; i++) {
+    int r = e->e[i].msg
+                ? dprintf(fd, "%s: %s (%d): %s\n", e->e[i].name ? e->e[i].name : "?",
+                          weft_strerror(e->e[i].code), e->e[i].code, e->e[i].msg)
+                : dprintf(fd, "%s: %s (%d)\n", e->e[i].name ? e->e[i].name : "?",
+                          weft_strerror(e->e[i].code), e->e[i].code);
+    if (r < 0) return -errno;
+  }
+  return 0;
+}
+
+void weft_errors_free(weft_errors *e) {
+  if (!e) return;
+  for (size_t i = 0; i < e->n; i++) {
+    free(e->e[i].name);
+    free(e->e[i].msg);
+  }
+  free(e);
+}

@@ -1,0 +1,238 @@
+/*
+ * Internal structures of the core layer: loop, task, scope, group. Only
+ * src/ sees this header; nothing here is exported.
+ */
+#ifndef WEFT_CORE_INTERNAL_H
+#define WEFT_CORE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/poller.h"
+#include "core/timer.h"
+#include "ctx/ctx.h"
+#include "ctx/stack.h"
+#include "weft.h"
+
+#define WEFT__HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- scopes ---------------------------------------------------------- */
+
+enum {
+  SC_CANCELLED = 1u << 0, /* cancelled itself (deadline or explicit) */
+  SC_EFF = 1u << 1,       /* effectively cancelled: itself or an unshielded
+                             ancestor */
+  SC_SHIELD = 1u << 2,
+  SC_FIRED = 1u << 3,     /* its deadline fired */
+  SC_OPEN = 1u << 4,
+  SC_GROUP = 1u << 5,     /* the scope of a weft_group */
+  SC_ROOT = 1u << 6,      /* a task's root scope */
+  SC_UNARMED = 1u << 7,   /* has a deadline not yet in the timer heap */
+};
+
+typedef struct weft__scope {
+  struct weft__scope *parent;
+  struct weft__scope *child_head, *prev, *next; /* children, siblings */
+  weft_task *task; /* the task whose code the scope encloses */
+  weft__timer timer;
+  unsigned flags;
+} weft__scope;
+
+_Static_assert(sizeof(weft__scope) <= sizeof(weft_scope),
+               "weft_scope too small for the internal scope");
+_Static_assert(_Alignof(weft__scope) <= _Alignof(weft_scope),
+               "weft_scope under-aligned");
+
+/* ---- tasks ----------------------------------------------------------- */
+
+enum task_state {
+  T_NEW,     /* spawned, never run, holds no stack */
+  T_READY,   /* in the run queue */
+  T_RUNNING,
+  T_PARKED,  /* suspended on a wait */
+  T_DONE,
+  T_FREE,    /* record recycled */
+};
+
+enum {
+  TF_HANDLE = 1u << 0,   /* a handle is held (spawn's caller) */
+  TF_GROUP = 1u << 1,    /* child of a group */
+  TF_STARTING = 1u << 2, /* group_start child that has not reported ready */
+  TF_ROOT = 1u << 3,     /* root task of weft_run / runner */
+  TF_NAME_HEAP = 1u << 4,
+};
+
+typedef struct done_cb {
+  struct done_cb *next;
+  void (*cb)(weft_task *, void *);
+  void *arg;
+} done_cb;
+
+struct weft_task {
+  weft__ctx ctx;
+  weft_loop *loop;
+  weft__stack *stack; /* NULL until the task first runs */
+  weft_task *rq_next; /* run queue link */
+  weft__scope *scope; /* innermost open scope */
+  int state;
+  int wake_code;      /* set by whoever woke a parked task */
+  /* Called when a parked task is cancelled: takes the task off whatever
+   * it waits on. NULL: the wait cannot be interrupted. */
+  void (*unpark)(weft_task *t);
+  weft_fn fn;
+  void *arg;
+  unsigned flags;
+  int result;
+  uint32_t nunarmed;  /* scopes of this task with an unarmed deadline */
+  size_t stack_size;  /* requested (0: default) */
+  uint64_t id;
+  weft__scope root;   /* the task's own scope: weft_cancel cancels it */
+  weft__timer tm;     /* sleeps and fd-wait deadlines */
+  weft_task *all_prev, *all_next; /* every task record of the loop */
+  weft_task *joiner;  /* task blocked in weft_join on this one */
+  weft_group *group;
+  weft_task *starter; /* task blocked in weft_group_start on this one */
+  void **start_value;
+  char *msg;          /* weft_fail message */
+  done_cb *on_done;
+  int wait_fd;        /* fd waited on, or -1 */
+  unsigned wait_events;
+  int64_t step_start; /* debug: when the current step began */
+  void *wait_obj;     /* what a parked task waits on (join: the joinee) */
+  void *san_fiber;    /* ThreadSanitizer fiber */
+  char *name;         /* points to name_buf or heap; NULL: task-N */
+  char name_buf[24];
+};
+
+/* ---- loop ------------------------------------------------------------ */
+
+#define WEFT__MAX_INSTR 8
+#define WEFT__BUDGET 64 /* dispatches between two looks at timers and I/O */
+
+typedef struct instr_slot {
+  const weft_instrument *ins;
+  void *arg;
+} instr_slot;
+
+typedef struct fd_entry {
+  weft_task *reader, *writer;
+  unsigned interest; /* what the poller holds for this fd */
+} fd_entry;
+
+typedef struct task_chunk {
+  struct task_chunk *next;
+  size_t bytes;
+} task_chunk;
+
+struct weft_loop {
+  weft_task *current;     /* running task; NULL in the scheduler */
+  weft_task *rq_head, *rq_tail;
+  int budget;             /* dispatches left before the next loop turn */
+  weft__ctx sched_ctx;    /* the thread's own stack: the scheduler */
+  weft__stack *zombie;    /* stack of a task that just exited: free it on
+                             the other side of the switch */
+  weft__stacks stacks;
+  weft__timers timers;
+  weft__poller poller;
+  fd_entry *fds;
+  size_t nfds_cap;
+  size_t nfd_waiters;     /* tasks blocked in weft_wait_fd */
+  int wake_fd;            /* eventfd: wakes the loop from other threads */
+  atomic_int wake_pending;
+  int64_t now;            /* clock at the last loop turn */
+  uint64_t next_id;
+  size_t ntasks;          /* live (not finished) tasks */
+  weft_task *all_head, *all_tail;
+  weft_task *free_tasks;  /* recycled task records */
+  task_chunk *chunks;     /* task record memory, freed with the loop */
+  size_t chunk_left;
+  size_t chunk_records;   /* size of the last chunk, in records */
+  char *chunk_next;
+  int ninstr;
+  instr_slot instr[WEFT__MAX_INSTR];
+  bool debug;
+  bool stopping;          /* root finished: cancel and reap the rest */
+  int64_t debug_max_step;
+  size_t debug_hw_max;
+  char debug_hw_task[64];
+  void *altstack;
+  void *old_segv;         /* struct sigaction saved by debug mode */
+};
+
+/* The loop of the calling thread (initial-exec TLS: one %fs load). */
+extern __thread weft_loop *weft__tls_loop
+    __attribute__((tls_model("initial-exec"))) WEFT__HIDDEN;
+
+/* ---- internal API between core files --------------------------------- */
+
+/* Scheduling (loop.c) */
+WEFT__HIDDEN void weft__ready(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__ready_front(weft_loop *L, weft_task *t);
+WEFT__HIDDEN int weft__park(weft_loop *L, weft_task *t,
+                            void (*unpark)(weft_task *));
+WEFT__HIDDEN void weft__wake(weft_task *t, int code);
+WEFT__HIDDEN void weft__interrupt(weft_task *t);
+WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child);
+WEFT__HIDDEN void weft__task_entry(void *arg);
+WEFT__HIDDEN _Noreturn void weft__task_exit(weft_loop *L, weft_task *t);
+WEFT__HIDDEN int weft__arm_deadlines(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__task_timer_init(weft_task *t);
+
+/* Tasks (task.c) */
+WEFT__HIDDEN weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
+                                       const weft_spawn_opts *opts);
+WEFT__HIDDEN void weft__task_free(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__task_finish(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t,
+                                   bool eager);
+
+/* Scopes (scope.c) */
+WEFT__HIDDEN void weft__scope_push(weft_task *t, weft__scope *s,
+                                   int64_t deadline, unsigned flags);
+WEFT__HIDDEN void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s);
+WEFT__HIDDEN void weft__scope_link(weft__scope *parent, weft__scope *child);
+WEFT__HIDDEN void weft__scope_unlink(weft__scope *s);
+WEFT__HIDDEN void weft__scope_cancel(weft__scope *s);
+WEFT__HIDDEN void weft__scope_fire(weft__timer *tm);
+
+/* Groups (group.c) */
+WEFT__HIDDEN void weft__group_child_exit(weft_loop *L, weft_task *t);
+
+/* fd waits (loop.c) */
+WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
+
+/* Errors (error.c) */
+WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
+
+/* Debug mode (debug.c) */
+WEFT__HIDDEN void weft__debug_start(weft_loop *L);
+WEFT__HIDDEN void weft__debug_stop(weft_loop *L);
+WEFT__HIDDEN void weft__debug_task_exit(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__debug_switch_check(weft_loop *L, weft_task *t);
+extern const weft_instrument weft__debug_instrument WEFT__HIDDEN;
+
+/* Instrument dispatch. */
+#define WEFT__INSTR(L, hook, ...)                                   \
+  do {                                                              \
+    if (unlikely((L)->ninstr))                                      \
+      for (int i_ = 0; i_ < (L)->ninstr; i_++)                      \
+        if ((L)->instr[i_].ins->hook)                               \
+          (L)->instr[i_].ins->hook(__VA_ARGS__, (L)->instr[i_].arg); \
+  } while (0)
+
+/* The calling task, or NULL; and the usual preamble of a checkpoint. */
+static inline weft_task *weft__cur(void) {
+  weft_loop *L = weft__tls_loop;
+  return L ? L->current : NULL;
+}
+static inline bool weft__cancelled(const weft_task *t) {
+  return t->scope->flags & SC_EFF;
+}
+
+WEFT__HIDDEN int64_t weft__clock(void);
+
+#endif

@@ -1,0 +1,636 @@
+/*
+ * The loop: run queue, switching between tasks, timers, the poller, and
+ * the life cycle of weft_run and the runner.
+ *
+ * Scheduling. A task that suspends (parks, yields or exits) switches
+ * directly to the next ready task: one context switch per hand-off. Every
+ * WEFT__BUDGET dispatches, or when nothing is ready, it switches to the
+ * scheduler instead (the thread's own stack), which takes a "loop turn":
+ * fire due timers, poll file descriptors (without blocking when tasks are
+ * ready; not at all when nobody waits on an fd), give surplus stacks back
+ * when about to sleep. A task that exits always leaves its stack to be
+ * freed on the far side of the switch (L->zombie), since it is still
+ * running on it.
+ *
+ * Known limits: a task that never reaches a checkpoint starves the others
+ * (cooperative scheduling; debug mode names it); the ready queue is FIFO
+ * with no priorities.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+__thread weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
+
+/* ---- sanitizer fiber annotations ------------------------------------ */
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define WEFT_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TSAN 1
+#endif
+
+#ifdef WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef WEFT_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+/* Per-loop sanitizer state: the scheduler's stack and fiber. */
+static __thread const void *sched_stack_lo;
+static __thread size_t sched_stack_size;
+#ifdef WEFT_TSAN
+static __thread void *sched_fiber;
+static __thread void *zombie_fiber;
+#endif
+
+int64_t weft__clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t weft_now(void) { return weft__clock(); }
+
+weft_loop *weft_loop_current(void) { return weft__tls_loop; }
+
+/* ---- switching --------------------------------------------------------- */
+
+/* Runs on the far side of every switch, in the context that was resumed. */
+static inline void after_switch(weft_loop *L, void *fake) {
+#ifdef WEFT_ASAN
+  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+  (void)fake;
+#endif
+#ifdef WEFT_TSAN
+  if (zombie_fiber) {
+    __tsan_destroy_fiber(zombie_fiber);
+    zombie_fiber = NULL;
+  }
+#endif
+  if (L->zombie) {
+    weft__stack_put(&L->stacks, L->zombie);
+    L->zombie = NULL;
+  }
+}
+
+/* Switches from ctx `from` to task `to` (or to the scheduler if to is
+ * NULL). `dying`: the current context will never be resumed. */
+static void do_switch(weft_loop *L, weft__ctx *from, weft_task *to, bool dying) {
+  weft__ctx *dst = to ? &to->ctx : &L->sched_ctx;
+#ifdef WEFT_ASAN
+  void *fake = NULL;
+  const void *lo = to ? (const void *)to->stack->lo : sched_stack_lo;
+  size_t sz = to ? to->stack->size : sched_stack_size;
+  __sanitizer_start_switch_fiber(dying ? NULL : &fake, lo, sz);
+#else
+  void *fake = NULL;
+  (void)dying;
+#endif
+#ifdef WEFT_TSAN
+  if (dying) zombie_fiber = __tsan_get_current_fiber();
+  __tsan_switch_to_fiber(to ? to->san_fiber : sched_fiber, 0);
+#endif
+  weft__ctx_switch(from, dst);
+  after_switch(L, fake);
+}
+
+void weft__task_entry(void *arg) {
+  weft_task *t = arg;
+  weft_loop *L = t->loop;
+  after_switch(L, NULL);
+  t->result = t->fn(t->arg);
+  weft__task_exit(L, t);
+}
+
+/* Gives t a stack and a context. False (and t finished with -ENOMEM) if
+ * no stack could be had. */
+static bool prepare(weft_loop *L, weft_task *t) {
+  weft__stack *st = weft__stack_get(&L->stacks, t->stack_size);
+  if (unlikely(!st)) {
+    t->state = T_RUNNING;
+    t->result = -ENOMEM;
+    free(t->msg);
+    t->msg = strdup("no memory for a task stack");
+    weft__task_finish(L, t);
+    return false;
+  }
+  t->stack = st;
+#ifdef WEFT_TSAN
+  t->san_fiber = __tsan_create_fiber(0);
+#endif
+  weft__ctx_init(&t->ctx, st->lo, st->size, weft__task_entry, t);
+  return true;
+}
+
+static inline weft_task *rq_pop(weft_loop *L) {
+  weft_task *t = L->rq_head;
+  if (t) {
+    L->rq_head = t->rq_next;
+    if (!L->rq_head) L->rq_tail = NULL;
+  }
+  return t;
+}
+
+void weft__ready(weft_loop *L, weft_task *t) {
+  t->state = T_READY;
+  t->rq_next = NULL;
+  if (L->rq_tail)
+    L->rq_tail->rq_next = t;
+  else
+    L->rq_head = t;
+  L->rq_tail = t;
+  WEFT__INSTR(L, task_scheduled, t);
+}
+
+void weft__ready_front(weft_loop *L, weft_task *t) {
+  t->state = T_READY;
+  t->rq_next = L->rq_head;
+  L->rq_head = t;
+  if (!L->rq_tail) L->rq_tail = t;
+  WEFT__INSTR(L, task_scheduled, t);
+}
+
+static inline void begin_step(weft_loop *L, weft_task *t) {
+  t->state = T_RUNNING;
+  L->current = t;
+  WEFT__INSTR(L, step_begin, t);
+}
+
+/* The current task `cur` stops running (it parked, yielded or is dying):
+ * run the next ready task, or the scheduler. Returns when cur resumes. */
+static void switch_away(weft_loop *L, weft_task *cur, bool dying) {
+  WEFT__INSTR(L, step_end, cur);
+  if (unlikely(L->debug)) weft__debug_switch_check(L, cur);
+  for (;;) {
+    weft_task *next = NULL;
+    if (likely(L->budget > 0)) next = rq_pop(L);
+    if (!next) {
+      L->current = NULL;
+      do_switch(L, &cur->ctx, NULL, dying);
+      return;
+    }
+    L->budget--;
+    if (next == cur) { /* yielded with nobody else ready */
+      begin_step(L, cur);
+      return;
+    }
+    if (!next->stack && !prepare(L, next)) continue;
+    begin_step(L, next);
+    do_switch(L, &cur->ctx, next, dying);
+    return;
+  }
+}
+
+int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
+  t->unpark = unpark;
+  t->state = T_PARKED;
+  if (t->nunarmed) weft__arm_deadlines(L, t);
+  switch_away(L, t, false);
+  return t->wake_code;
+}
+
+void weft__wake(weft_task *t, int code) {
+  if (unlikely(t->state != T_PARKED)) return;
+  t->wake_code = code;
+  t->unpark = NULL;
+  weft__ready(t->loop, t);
+}
+
+void weft__interrupt(weft_task *t) {
+  if (t->state == T_PARKED && t->unpark) {
+    t->unpark(t);
+    weft__wake(t, -ECANCELED);
+  }
+}
+
+void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child) {
+  if (!prepare(L, child)) return;
+  if (cur->nunarmed) weft__arm_deadlines(L, cur);
+  weft__ready_front(L, cur);
+  WEFT__INSTR(L, step_end, cur);
+  begin_step(L, child);
+  do_switch(L, &cur->ctx, child, false);
+}
+
+_Noreturn void weft__task_exit(weft_loop *L, weft_task *t) {
+  weft__stack *st = t->stack;
+  t->stack = NULL;
+  weft__task_finish(L, t); /* may recycle the record: only st from here */
+  L->zombie = st;
+  switch_away(L, t, true);
+  __builtin_unreachable();
+}
+
+/* ---- timers and fd waits --------------------------------------------- */
+
+int weft_yield(void) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t = L ? L->current : NULL;
+  if (unlikely(!t)) return WEFT_ENOTASK;
+  if (unlikely(weft__cancelled(t))) return -ECANCELED;
+  if (t->nunarmed) weft__arm_deadlines(L, t);
+  /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
+  if (!L->rq_head) L->budget = 0;
+  weft__ready(L, t);
+  switch_away(L, t, false);
+  return weft__cancelled(t) ? -ECANCELED : 0;
+}
+
+int weft_check_cancel(void) {
+  weft_task *t = weft__cur();
+  if (!t) return WEFT_ENOTASK;
+  return weft__cancelled(t) ? -ECANCELED : 0;
+}
+
+static void sleep_unpark(weft_task *t) {
+  weft__timers_del(&t->loop->timers, &t->tm);
+}
+
+int weft_sleep_until(int64_t deadline) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t = L ? L->current : NULL;
+  if (!t) return WEFT_ENOTASK;
+  if (weft__cancelled(t)) return -ECANCELED;
+  if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
+  t->tm.when = deadline;
+  if (weft__timers_add(&L->timers, &t->tm) != 0) return -ENOMEM;
+  return weft__park(L, t, sleep_unpark);
+}
+
+int weft_sleep(int64_t duration) {
+  if (duration < 0) duration = 0;
+  int64_t now = weft__clock();
+  return weft_sleep_until(duration > WEFT_FOREVER - now ? WEFT_FOREVER
+                                                        : now + duration);
+}
+
+/* Timer of a task: a sleep ends (0) or an fd wait times out. */
+static void task_timer_fire(weft__timer *tm) {
+  weft_task *t = (weft_task *)((char *)tm - offsetof(weft_task, tm));
+  if (t->wait_fd >= 0) {
+    weft__fd_unwait(t);
+    weft__wake(t, -ETIMEDOUT);
+  } else {
+    weft__wake(t, 0);
+  }
+}
+
+void weft__task_timer_init(weft_task *t) { weft__timer_init(&t->tm, task_timer_fire); }
+
+static unsigned interest_of(const fd_entry *e) {
+  return (e->reader ? WEFT_READABLE : 0u) | (e->writer ? WEFT_WRITABLE : 0u);
+}
+
+void weft__fd_unwait(weft_task *t) {
+  weft_loop *L = t->loop;
+  fd_entry *e = &L->fds[t->wait_fd];
+  if (e->reader == t) e->reader = NULL;
+  if (e->writer == t) e->writer = NULL;
+  unsigned want = interest_of(e);
+  if (want != e->interest) {
+    /* The fd may have been closed meanwhile: epoll forgot it then. */
+    weft__poller_ctl(&L->poller, t->wait_fd, e->interest, want);
+    e->interest = want;
+  }
+  t->wait_fd = -1;
+  L->nfd_waiters--;
+}
+
+static void fd_unpark(weft_task *t) {
+  weft__timers_del(&t->loop->timers, &t->tm);
+  weft__fd_unwait(t);
+}
+
+static int fd_table_grow(weft_loop *L, int fd) {
+  if ((size_t)fd < L->nfds_cap) return 0;
+  size_t cap = L->nfds_cap ? L->nfds_cap : 64;
+  while (cap <= (size_t)fd) cap *= 2;
+  fd_entry *a = realloc(L->fds, cap * sizeof *a);
+  if (!a) return -ENOMEM;
+  memset(a + L->nfds_cap, 0, (cap - L->nfds_cap) * sizeof *a);
+  L->fds = a;
+  L->nfds_cap = cap;
+  return 0;
+}
+
+int weft_wait_fd(int fd, int events, int64_t deadline) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t = L ? L->current : NULL;
+  if (!t) return WEFT_ENOTASK;
+  events &= WEFT_READABLE | WEFT_WRITABLE;
+  if (!events) return -EINVAL;
+  if (fd < 0 || fd == L->wake_fd) return -EBADF;
+  if (weft__cancelled(t)) return -ECANCELED;
+  int rc = fd_table_grow(L, fd);
+  if (rc) return rc;
+  fd_entry *e = &L->fds[fd];
+  if (((events & WEFT_READABLE) && e->reader) ||
+      ((events & WEFT_WRITABLE) && e->writer))
+    return -EEXIST;
+  unsigned want = e->interest | (unsigned)events;
+  rc = weft__poller_ctl(&L->poller, fd, e->interest, want);
+  if (rc == -ENOENT && e->interest) /* closed and reopened meanwhile */
+    rc = weft__poller_ctl(&L->poller, fd, 0, want);
+  else if (rc == -EEXIST && !e->interest) /* registered, never known */
+    rc = weft__poller_ctl(&L->poller, fd, WEFT_READABLE, want);
+  if (rc) return rc;
+  e->interest = want;
+  if (events & WEFT_READABLE) e->reader = t;
+  if (events & WEFT_WRITABLE) e->writer = t;
+  t->wait_fd = fd;
+  t->wait_events = (unsigned)events;
+  L->nfd_waiters++;
+  if (deadline != WEFT_FOREVER) {
+    t->tm.when = deadline;
+    if (weft__timers_add(&L->timers, &t->tm) != 0) {
+      weft__fd_unwait(t);
+      return -ENOMEM;
+    }
+  }
+  return weft__park(L, t, fd_unpark);
+}
+
+static void fd_ready(weft_loop *L, int fd, unsigned ev) {
+  if (fd == L->wake_fd) {
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+    atomic_store(&L->wake_pending, 0);
+    return;
+  }
+  if ((size_t)fd >= L->nfds_cap) return;
+  fd_entry *e = &L->fds[fd];
+  weft_task *w[2] = {(ev & WEFT_READABLE) ? e->reader : NULL,
+                     (ev & WEFT_WRITABLE) ? e->writer : NULL};
+  if (w[0] == w[1]) w[1] = NULL;
+  for (int i = 0; i < 2; i++) {
+    weft_task *t = w[i];
+    if (!t) continue;
+    unsigned got = ev & (t->wait_events | WEFT_ERROR | WEFT_HANGUP);
+    fd_unpark(t);
+    weft__wake(t, (int)got);
+  }
+}
+
+/* ---- the loop turn ---------------------------------------------------- */
+
+static void fire_timers(weft_loop *L) {
+  weft__timer *tm;
+  while ((tm = weft__timers_pop_due(&L->timers, L->now)) != NULL) tm->fire(tm);
+}
+
+static void loop_turn(weft_loop *L) {
+  L->now = weft__clock();
+  fire_timers(L);
+  int64_t timeout;
+  if (L->rq_head) {
+    if (!L->nfd_waiters && !atomic_load_explicit(&L->wake_pending,
+                                                 memory_order_relaxed))
+      return;
+    timeout = 0;
+  } else {
+    int64_t next = weft__timers_next(&L->timers);
+    timeout = next == INT64_MAX ? -1 : next > L->now ? next - L->now : 0;
+    if (timeout != 0) weft__stacks_trim(&L->stacks);
+  }
+  WEFT__INSTR(L, before_poll, timeout);
+  weft__pevent ev[128];
+  int n = weft__poller_wait(&L->poller, ev, 128, timeout);
+  WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
+  for (int i = 0; i < n; i++) fd_ready(L, ev[i].fd, ev[i].events);
+  if (timeout != 0) {
+    L->now = weft__clock();
+    fire_timers(L);
+  }
+}
+
+/* Runs the scheduler until `until` is done, or (until NULL) no task is
+ * left. Called on the thread's own stack. */
+static void run_until(weft_loop *L, weft_task *until) {
+  for (;;) {
+    if (until ? until->state == T_DONE : L->ntasks == 0) return;
+    if (!L->rq_head || L->budget <= 0) {
+      loop_turn(L);
+      L->budget = WEFT__BUDGET;
+    }
+    weft_task *next = rq_pop(L);
+    if (!next) continue;
+    if (!next->stack && !prepare(L, next)) continue;
+    L->budget--;
+    begin_step(L, next);
+    do_switch(L, &L->sched_ctx, next, false);
+    L->current = NULL;
+  }
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+void weft_config_init(weft_config *cfg) {
+  if (!cfg) return;
+  memset(cfg, 0, sizeof *cfg);
+  cfg->guard_pages = 1;
+  cfg->debug = -1;
+}
+
+static bool env_debug(void) {
+  const char *e = getenv("WEFT_DEBUG");
+  return e && *e && strcmp(e, "0") != 0;
+}
+
+static weft_loop *loop_new(const weft_config *cfg) {
+  weft_config def;
+  if (!cfg) {
+    weft_config_init(&def);
+    cfg = &def;
+  }
+  weft_loop *L = calloc(1, sizeof *L);
+  if (!L) return NULL;
+  L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
+  L->wake_fd = -1;
+  L->poller.fd = -1;
+  weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
+                    cfg->guard_pages != 0, L->debug);
+  if (weft__poller_create(&L->poller) != 0) goto fail;
+  L->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (L->wake_fd < 0) goto fail;
+  if (weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE) != 0) goto fail;
+  L->now = weft__clock();
+  if (cfg->instrument) {
+    L->instr[L->ninstr].ins = cfg->instrument;
+    L->instr[L->ninstr++].arg = cfg->instrument_arg;
+  }
+  {
+    pthread_attr_t a;
+    void *lo = NULL;
+    size_t sz = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      pthread_attr_getstack(&a, &lo, &sz);
+      pthread_attr_destroy(&a);
+    }
+    sched_stack_lo = lo;
+    sched_stack_size = sz;
+  }
+#ifdef WEFT_TSAN
+  sched_fiber = __tsan_get_current_fiber();
+#endif
+  weft__tls_loop = L;
+  if (L->debug) weft__debug_start(L);
+  return L;
+fail:
+  if (L->wake_fd >= 0) close(L->wake_fd);
+  weft__poller_destroy(&L->poller);
+  weft__stacks_destroy(&L->stacks);
+  free(L);
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* Cancels every task left, runs until all have finished, frees it all. */
+static void loop_free(weft_loop *L) {
+  L->stopping = true;
+  for (weft_task *t = L->all_head; t; t = t->all_next)
+    if (t->state != T_DONE) weft__scope_cancel(&t->root);
+  run_until(L, NULL);
+  if (L->debug) weft__debug_stop(L);
+  for (weft_task *t = L->all_head, *n; t; t = n) {
+    n = t->all_next;
+    weft__task_free(L, t);
+  }
+  for (task_chunk *c = L->chunks, *n; c; c = n) {
+    n = c->next;
+    munmap(c, c->bytes);
+  }
+  weft__timers_free(&L->timers);
+  weft__stacks_destroy(&L->stacks);
+  close(L->wake_fd);
+  weft__poller_destroy(&L->poller);
+  free(L->fds);
+  weft__tls_loop = NULL;
+  free(L);
+}
+
+static weft_task *spawn_root(weft_loop *L, weft_fn fn, void *arg) {
+  weft_spawn_opts o = {.name = "main"};
+  weft_task *t = weft__task_new(L, fn, arg, &o);
+  if (!t) return NULL;
+  t->flags |= TF_HANDLE | TF_ROOT;
+  WEFT__INSTR(L, task_spawned, t);
+  weft__ready(L, t);
+  return t;
+}
+
+/* Runs fn as a root task to completion; returns its result. */
+static int run_root(weft_loop *L, weft_fn fn, void *arg) {
+  weft_task *t = spawn_root(L, fn, arg);
+  if (!t) return -ENOMEM;
+  run_until(L, t);
+  int rc = t->result;
+  t->flags &= ~TF_HANDLE;
+  weft__task_free(L, t);
+  return rc;
+}
+
+int weft_run_with(const weft_config *cfg, weft_fn main, void *arg) {
+  if (!main) return -EINVAL;
+  if (weft__tls_loop) return -EBUSY;
+  weft_loop *L = loop_new(cfg);
+  if (!L) return -ENOMEM;
+  int rc = run_root(L, main, arg);
+  loop_free(L);
+  return rc;
+}
+
+int weft_run(weft_fn main, void *arg) { return weft_run_with(NULL, main, arg); }
+
+struct weft_runner {
+  weft_loop *loop;
+  pthread_t thread;
+};
+
+weft_runner *weft_runner_open(const weft_config *cfg) {
+  if (weft__tls_loop) {
+    errno = EBUSY;
+    return NULL;
+  }
+  weft_runner *r = malloc(sizeof *r);
+  if (!r) return NULL;
+  r->loop = loop_new(cfg);
+  if (!r->loop) {
+    free(r);
+    errno = ENOMEM;
+    return NULL;
+  }
+  r->thread = pthread_self();
+  return r;
+}
+
+static int runner_check(weft_runner *r) {
+  if (!r) return -EINVAL;
+  if (!pthread_equal(r->thread, pthread_self()) || weft__tls_loop != r->loop)
+    return WEFT_ELOOP;
+  if (r->loop->current) return -EBUSY;
+  return 0;
+}
+
+int weft_runner_run(weft_runner *r, weft_fn fn, void *arg) {
+  int rc = runner_check(r);
+  if (rc) return rc;
+  if (!fn) return -EINVAL;
+  return run_root(r->loop, fn, arg);
+}
+
+int weft_runner_close(weft_runner *r) {
+  int rc = runner_check(r);
+  if (rc) return rc;
+  loop_free(r->loop);
+  free(r);
+  return 0;
+}
+
+/* ---- instruments ------------------------------------------------------- */
+
+int weft_instrument_add(const weft_instrument *ins, void *arg) {
+  weft_loop *L = weft__tls_loop;
+  if (!ins) return -EINVAL;
+  if (!L) return WEFT_ENOTASK;
+  if (L->ninstr == WEFT__MAX_INSTR) return -ENOSPC;
+  L->instr[L->ninstr].ins = ins;
+  L->instr[L->ninstr++].arg = arg;
+  return 0;
+}
+
+int weft_instrument_remove(const weft_instrument *ins, void *arg) {
+  weft_loop *L = weft__tls_loop;
+  if (!ins) return -EINVAL;
+  if (!L) return WEFT_ENOTASK;
+  for (int i = 0; i < L->ninstr; i++) {
+    if (L->instr[i].ins == ins && L->instr[i].arg == arg) {
+      memmove(&L->instr[i], &L->instr[i + 1],
+              (size_t)(L->ninstr - i - 1) * sizeof L->instr[0]);
+      L->ninstr--;
+      return 0;
+    }
+  }
+  return -ENOENT;
+}

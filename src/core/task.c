@@ -1,0 +1,386 @@
+/*
+ * Tasks: records, spawn, join, detach, cancel, done callbacks, exit.
+ *
+ * Records come from chunks owned by the loop and are recycled through a
+ * free list, so spawning allocates nothing in the steady state and a
+ * stale handle never points at memory returned to malloc while the loop
+ * lives (it may point at a recycled record: handles must not be used
+ * after join/detach, or for group children after they finish).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+/* Records are carved from chunks mapped with MAP_POPULATE: faulting in a
+ * chunk's pages one at a time costs 1.4-3 us each on a VM, populating them
+ * in one call about half that, and a burst of spawns touches many. Chunks
+ * double in size, from 64 records to 16,384. */
+static weft_task *record_alloc(weft_loop *L) {
+  weft_task *t = L->free_tasks;
+  if (t) {
+    L->free_tasks = t->rq_next;
+    return t;
+  }
+  if (!L->chunk_left) {
+    size_t n = L->chunk_records ? L->chunk_records * 2 : 64;
+    if (n > 16384) n = 16384;
+    size_t hdr = (sizeof(task_chunk) + 63) & ~(size_t)63;
+    size_t bytes = hdr + n * sizeof(weft_task);
+    task_chunk *c = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (c == MAP_FAILED) return NULL;
+    c->next = L->chunks;
+    c->bytes = bytes;
+    L->chunks = c;
+    L->chunk_records = n;
+    L->chunk_next = (char *)c + hdr;
+    L->chunk_left = n;
+  }
+  t = (weft_task *)L->chunk_next;
+  L->chunk_next += sizeof(weft_task);
+  L->chunk_left--;
+  return t;
+}
+
+static void set_name(weft_task *t, const char *name) {
+  size_t n = strlen(name);
+  if (n < sizeof t->name_buf) {
+    memcpy(t->name_buf, name, n + 1);
+    t->name = t->name_buf;
+  } else if ((t->name = strdup(name)) != NULL) {
+    t->flags |= TF_NAME_HEAP;
+  }
+}
+
+weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
+                          const weft_spawn_opts *opts) {
+  weft_task *t = record_alloc(L);
+  if (!t) return NULL;
+  t->loop = L;
+  t->stack = NULL;
+  t->scope = &t->root;
+  t->state = T_NEW;
+  t->unpark = NULL;
+  t->fn = fn;
+  t->arg = arg;
+  t->flags = 0;
+  t->result = 0;
+  t->nunarmed = 0;
+  t->stack_size = opts ? opts->stack_size : 0;
+  t->id = ++L->next_id;
+  t->root.parent = NULL;
+  t->root.child_head = t->root.prev = t->root.next = NULL;
+  t->root.task = t;
+  weft__timer_init(&t->root.timer, weft__scope_fire);
+  t->root.flags = SC_OPEN | SC_ROOT;
+  weft__task_timer_init(t);
+  t->joiner = NULL;
+  t->group = NULL;
+  t->starter = NULL;
+  t->start_value = NULL;
+  t->msg = NULL;
+  t->on_done = NULL;
+  t->wait_fd = -1;
+  t->wait_obj = NULL;
+  t->san_fiber = NULL;
+  t->name = NULL;
+  if (opts && opts->name) set_name(t, opts->name);
+  t->all_next = NULL;
+  t->all_prev = L->all_tail;
+  if (L->all_tail)
+    L->all_tail->all_next = t;
+  else
+    L->all_head = t;
+  L->all_tail = t;
+  L->ntasks++;
+  if (L->stopping) t->root.flags |= SC_CANCELLED | SC_EFF;
+  return t;
+}
+
+void weft__task_free(weft_loop *L, weft_task *t) {
+  if (t->all_prev)
+    t->all_prev->all_next = t->all_next;
+  else
+    L->all_head = t->all_next;
+  if (t->all_next)
+    t->all_next->all_prev = t->all_prev;
+  else
+    L->all_tail = t->all_prev;
+  free(t->msg);
+  t->msg = NULL;
+  if (t->flags & TF_NAME_HEAP) free(t->name);
+  t->name = NULL;
+  for (done_cb *c = t->on_done, *n; c; c = n) {
+    n = c->next;
+    free(c);
+  }
+  t->on_done = NULL;
+  t->state = T_FREE;
+  t->flags = 0;
+  t->rq_next = L->free_tasks;
+  L->free_tasks = t;
+}
+
+void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t, bool eager) {
+  WEFT__INSTR(L, task_spawned, t);
+  if (eager && cur && L->current == cur)
+    weft__run_eager(L, cur, t);
+  else
+    weft__ready(L, t);
+}
+
+void weft__task_finish(weft_loop *L, weft_task *t) {
+  /* Scopes the body left open (a bug, reported in debug mode). */
+  while (t->scope != &t->root) {
+    weft__scope *s = t->scope;
+    if (L->debug)
+      fprintf(stderr, "weft: debug: task '%s' returned with an open %s\n",
+              weft_task_name(t), (s->flags & SC_GROUP) ? "group" : "scope");
+    weft__scope_pop(L, t, s);
+  }
+  t->state = T_DONE;
+  L->ntasks--;
+  WEFT__INSTR(L, task_exited, t);
+  if (L->debug && t->stack) weft__debug_task_exit(L, t);
+  if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
+  weft__scope_unlink(&t->root);
+  if (weft__timer_armed(&t->root.timer)) weft__timers_del(&L->timers, &t->root.timer);
+  if (t->joiner) {
+    weft_task *j = t->joiner;
+    t->joiner = NULL;
+    weft__wake(j, 0);
+  }
+  if (t->on_done) {
+    weft_task *cur = L->current;
+    L->current = NULL; /* callbacks may not block */
+    for (done_cb *c = t->on_done; c; c = c->next) c->cb(t, c->arg);
+    L->current = cur;
+  }
+  if (!(t->flags & TF_HANDLE)) weft__task_free(L, t);
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+weft_task *weft_spawn(weft_fn fn, void *arg, const weft_spawn_opts *opts) {
+  weft_loop *L = weft__tls_loop;
+  if (!L) {
+    errno = -WEFT_ENOTASK;
+    return NULL;
+  }
+  if (!fn) {
+    errno = EINVAL;
+    return NULL;
+  }
+  weft_task *t = weft__task_new(L, fn, arg, opts);
+  if (!t) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  t->flags |= TF_HANDLE;
+  weft__task_start(L, L->current, t, opts && opts->eager);
+  return t;
+}
+
+/* Common checks on a handle held by the caller. */
+static int check_handle(weft_loop *L, const weft_task *t) {
+  if (!t) return -EINVAL;
+  if (!L || t->loop != L) return WEFT_ELOOP;
+  if (t->state == T_FREE) return -ESRCH;
+  return 0;
+}
+
+static void join_unpark(weft_task *j) {
+  weft_task *t = j->wait_obj;
+  if (t && t->joiner == j) t->joiner = NULL;
+}
+
+/* Waits for t. *consumed tells whether the handle was released. */
+static int join(weft_task *t, bool *consumed) {
+  weft_loop *L = weft__tls_loop;
+  *consumed = false;
+  if (!t) return -EINVAL;
+  if (!L || t->loop != L) return WEFT_ELOOP;
+  weft_task *cur = L->current;
+  if (!cur) return WEFT_ENOTASK;
+  int rc = check_handle(L, t);
+  if (rc) return rc;
+  if (t == cur) return -EDEADLK;
+  if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
+  if (!(t->flags & TF_HANDLE)) return -ESRCH;
+  if (t->joiner) return -EBUSY;
+  if (weft__cancelled(cur)) return -ECANCELED;
+  if (t->state != T_DONE) {
+    t->joiner = cur;
+    cur->wait_obj = t;
+    rc = weft__park(L, cur, join_unpark);
+    cur->wait_obj = NULL;
+    if (rc < 0) return rc;
+  }
+  rc = t->result;
+  t->flags &= ~TF_HANDLE;
+  weft__task_free(L, t);
+  *consumed = true;
+  return rc;
+}
+
+int weft_join(weft_task *t) {
+  bool consumed;
+  return join(t, &consumed);
+}
+
+int weft_join_until(weft_task *t, int64_t deadline) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *cur = L ? L->current : NULL;
+  if (!t) return -EINVAL;
+  if (!cur) return WEFT_ENOTASK;
+  weft_scope s;
+  weft__scope *sc = (weft__scope *)&s;
+  weft__scope_push(cur, sc, deadline, 0);
+  bool consumed;
+  int rc = join(t, &consumed);
+  if (consumed || rc != -ECANCELED) {
+    weft__scope_pop(L, cur, sc);
+    return rc;
+  }
+  /* Our deadline fired or we were cancelled: cancel t and wait for it to
+   * finish, whatever happens to us meanwhile. */
+  weft__scope_cancel(&t->root);
+  if (t->state != T_DONE) {
+    t->joiner = cur;
+    weft__park(L, cur, NULL);
+  }
+  bool fired = sc->flags & SC_FIRED;
+  weft__scope_pop(L, cur, sc);
+  t->flags &= ~TF_HANDLE;
+  weft__task_free(L, t);
+  return fired ? -ETIMEDOUT : -ECANCELED;
+}
+
+int weft_detach(weft_task *t) {
+  weft_loop *L = weft__tls_loop;
+  int rc = check_handle(L, t);
+  if (rc) return rc;
+  if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
+  if (!(t->flags & TF_HANDLE)) return -ESRCH;
+  if (t->joiner) return -EBUSY;
+  t->flags &= ~TF_HANDLE;
+  if (t->state == T_DONE) weft__task_free(L, t);
+  return 0;
+}
+
+int weft_cancel(weft_task *t) {
+  weft_loop *L = weft__tls_loop;
+  int rc = check_handle(L, t);
+  if (rc) return rc;
+  if (t->state == T_DONE) return 0;
+  weft__scope_cancel(&t->root);
+  return 0;
+}
+
+bool weft_task_done(const weft_task *t) { return t && t->state >= T_DONE; }
+
+int weft_task_error(const weft_task *t, const char **msg) {
+  if (!t || t->state == T_FREE) return -EINVAL;
+  if (t->state != T_DONE) return -EAGAIN;
+  if (msg) *msg = t->msg;
+  return t->result;
+}
+
+const char *weft_task_name(const weft_task *t) {
+  if (!t) return "";
+  if (!t->name) { /* formatted on first use: spawning stays cheap */
+    weft_task *m = (weft_task *)t;
+    snprintf(m->name_buf, sizeof m->name_buf, "task-%llu",
+             (unsigned long long)t->id);
+    m->name = m->name_buf;
+  }
+  return t->name;
+}
+
+uint64_t weft_task_id(const weft_task *t) { return t ? t->id : 0; }
+
+int weft_task_on_done(weft_task *t, void (*cb)(weft_task *, void *), void *arg) {
+  weft_loop *L = weft__tls_loop;
+  if (!cb) return -EINVAL;
+  int rc = check_handle(L, t);
+  if (rc) return rc;
+  if (t->state == T_DONE) {
+    cb(t, arg);
+    return 0;
+  }
+  done_cb *c = malloc(sizeof *c);
+  if (!c) return -ENOMEM;
+  c->next = NULL;
+  c->cb = cb;
+  c->arg = arg;
+  done_cb **p = &t->on_done;
+  while (*p) p = &(*p)->next;
+  *p = c;
+  return 0;
+}
+
+weft_task *weft_current(void) { return weft__cur(); }
+
+int weft_tasks_foreach(int (*cb)(weft_task *, void *), void *arg) {
+  weft_loop *L = weft__tls_loop;
+  if (!cb) return -EINVAL;
+  if (!L) return WEFT_ENOTASK;
+  for (weft_task *t = L->all_head, *n; t; t = n) {
+    n = t->all_next;
+    if (t->state >= T_DONE) continue;
+    int rc = cb(t, arg);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int weft_fail(int code, const char *fmt, ...) {
+  weft_task *t = weft__cur();
+  if (!t || !fmt) return code;
+  va_list ap;
+  va_start(ap, fmt);
+  char *m = weft__vformat(fmt, ap);
+  va_end(ap);
+  if (m) {
+    free(t->msg);
+    t->msg = m;
+  }
+  return code;
+}
+
+static const char *state_name(int s) {
+  switch (s) {
+    case T_NEW: return "new";
+    case T_READY: return "ready";
+    case T_RUNNING: return "running";
+    case T_PARKED: return "waiting";
+    default: return "done";
+  }
+}
+
+int weft_dump_tasks(int fd) {
+  weft_loop *L = weft__tls_loop;
+  if (!L) return WEFT_ENOTASK;
+  for (weft_task *t = L->all_head; t; t = t->all_next) {
+    if (t->state == T_FREE) continue;
+    const char *grp = "";
+    char gbuf[48] = "";
+    if ((t->flags & TF_GROUP) && t->group) {
+      snprintf(gbuf, sizeof gbuf, " (in a group of %s)",
+               weft_task_name(t->root.parent ? t->root.parent->task : NULL));
+      grp = gbuf;
+    }
+    if (dprintf(fd, "%8llu  %-24s %s%s%s\n", (unsigned long long)t->id,
+                weft_task_name(t), state_name(t->state), grp,
+                t == L->current ? " *" : "") < 0)
+      return -errno;
+  }
+  return 0;
+}

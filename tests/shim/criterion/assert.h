@@ -1,0 +1,2 @@
+/* Criterion shim: everything is in criterion.h. */
+#include "criterion.h"
