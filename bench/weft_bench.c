@@ -174,7 +174,9 @@ static int w_sleepers(struct bench *b) {
   int crc = close_group(g);
   b->wall = now_s() - t0;
   free(delay);
-  /* The time past the ideal 1 s (the longest delay is 999 ms). */
+  /* The time past the ideal 1 s, as the peers define it (the longest delay
+   * is 999 ms); with a small --n the longest delay is shorter, and this can
+   * be negative. */
   b->ns_per_op = (b->wall - 1.0) * 1e9 / (double)b->n;
   b->has_ns_per_op = 1;
   return rc ? rc : crc;

@@ -136,6 +136,10 @@ static bool prepare(weft_loop *L, weft_task *t) {
     return false;
   }
   t->stack = st;
+#ifdef WEFT_ASAN
+  /* A recycled stack still carries the redzones of its last task's frames. */
+  ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
+#endif
 #ifdef WEFT_TSAN
   t->san_fiber = __tsan_create_fiber(0);
 #endif
@@ -235,6 +239,7 @@ void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child) {
 
 _Noreturn void weft__task_exit(weft_loop *L, weft_task *t) {
   weft__stack *st = t->stack;
+  if (unlikely(L->debug)) weft__debug_task_exit(L, t);
   t->stack = NULL;
   weft__task_finish(L, t); /* may recycle the record: only st from here */
   L->zombie = st;

@@ -148,7 +148,6 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   t->state = T_DONE;
   L->ntasks--;
   WEFT__INSTR(L, task_exited, t);
-  if (L->debug && t->stack) weft__debug_task_exit(L, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
   weft__scope_unlink(&t->root);
   if (weft__timer_armed(&t->root.timer)) weft__timers_del(&L->timers, &t->root.timer);

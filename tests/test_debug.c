@@ -1,0 +1,210 @@
+/*
+ * Debug mode: the diagnostics it prints. Each test runs weft in a child
+ * process with stderr captured in a pipe.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "core/internal.h"
+#include "helpers.h"
+
+typedef struct {
+  char out[8192];
+  int status;
+} child_run;
+
+/* Runs fn in a child process, with stderr in out. */
+static void run_child(void (*fn)(void), child_run *r) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    fn();
+    _exit(0);
+  }
+  close(p[1]);
+  size_t n = 0;
+  ssize_t k;
+  while (n + 1 < sizeof r->out &&
+         (k = read(p[0], r->out + n, sizeof r->out - 1 - n)) > 0)
+    n += (size_t)k;
+  r->out[n] = 0;
+  close(p[0]);
+  cr_assert_eq(waitpid(pid, &r->status, 0), pid);
+}
+
+static weft_config debug_cfg(void) {
+  weft_config c;
+  weft_config_init(&c);
+  c.debug = 1;
+  return c;
+}
+
+static int busy(void *arg) {
+  (void)arg;
+  int64_t end = weft_now() + WEFT_MS(150);
+  while (weft_now() < end) {
+  }
+  return 0;
+}
+static int slow_main(void *arg) {
+  (void)arg;
+  weft_spawn_opts o = {.name = "hog"};
+  return weft_join(weft_spawn(busy, NULL, &o));
+}
+static void slow_step(void) {
+  weft_config c = debug_cfg();
+  weft_run_with(&c, slow_main, NULL);
+}
+
+/* A step over 100 ms without a checkpoint is reported with the task's
+ * name and duration. */
+Test(debug, long_step_warning, .timeout = 10) {
+  child_run r;
+  run_child(slow_step, &r);
+  cr_assert(WIFEXITED(r.status));
+  cr_assert_not_null(strstr(r.out, "task 'hog' ran"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "without a checkpoint"), "%s", r.out);
+}
+
+static int nothing(void *arg) {
+  (void)arg;
+  return 0;
+}
+static int leak_main(void *arg) {
+  (void)arg;
+  weft_spawn_opts o = {.name = "forgotten"};
+  weft_spawn(nothing, NULL, &o);
+  return weft_sleep(WEFT_MS(1));
+}
+static void leak_handle(void) {
+  weft_config c = debug_cfg();
+  weft_run_with(&c, leak_main, NULL);
+}
+
+/* Tasks whose handle was never joined or detached are listed at exit,
+ * as is the stack high-water mark. */
+Test(debug, unjoined_and_high_water, .timeout = 10) {
+  child_run r;
+  run_child(leak_handle, &r);
+  cr_assert(WIFEXITED(r.status));
+  cr_assert_not_null(strstr(r.out, "'forgotten' was never joined"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "stack high-water mark"), "%s", r.out);
+}
+
+static int no_debug_main(void *arg) {
+  (void)arg;
+  weft_spawn(nothing, NULL, NULL);
+  return 0;
+}
+static void quiet(void) {
+  weft_config c;
+  weft_config_init(&c);
+  c.debug = 0;
+  weft_run_with(&c, no_debug_main, NULL);
+}
+
+/* Without debug mode weft prints nothing. */
+Test(debug, silent_when_off, .timeout = 10) {
+  child_run r;
+  run_child(quiet, &r);
+  cr_assert(WIFEXITED(r.status));
+  cr_assert_str_eq(r.out, "");
+}
+
+static volatile int depth_limit = 1 << 30;
+static int __attribute__((noinline)) recurse(volatile char *prev, int depth) {
+  volatile char buf[1024];
+  buf[0] = (char)depth;
+  buf[1023] = prev ? prev[0] : 0;
+  if (depth > depth_limit) return 0;
+  return recurse(buf, depth + 1) + buf[5];
+}
+static int deep(void *arg) {
+  (void)arg;
+  return recurse(NULL, 0);
+}
+static int overflow_main(void *arg) {
+  (void)arg;
+  weft_spawn_opts o = {.name = "deep", .stack_size = 64 * 1024};
+  return weft_join(weft_spawn(deep, NULL, &o));
+}
+static void overflow(void) {
+  weft_config c = debug_cfg();
+  weft_run_with(&c, overflow_main, NULL);
+}
+
+/* A stack overflow into the guard page names the task, then the process
+ * dies of SIGSEGV as it would anyway. */
+Test(debug, overflow_names_task, .timeout = 20) {
+#if defined(__SANITIZE_ADDRESS__)
+  cr_skip_test("AddressSanitizer reports stack overflows itself");
+#endif
+  child_run r;
+  run_child(overflow, &r);
+  cr_assert(WIFSIGNALED(r.status));
+  cr_assert_eq(WTERMSIG(r.status), SIGSEGV);
+  cr_assert_not_null(strstr(r.out, "stack overflow in task 'deep'"), "%s", r.out);
+}
+
+static int smash(void *arg) {
+  (void)arg;
+  weft_task *t = weft_current();
+  *(volatile uint64_t *)t->stack->lo = 0; /* what an overflow would do */
+  return weft_yield();
+}
+static int canary_main(void *arg) {
+  (void)arg;
+  weft_spawn_opts o = {.name = "smasher"};
+  return weft_join(weft_spawn(smash, NULL, &o));
+}
+static void canary(void) {
+  weft_config c = debug_cfg();
+  c.guard_pages = 0;
+  weft_run_with(&c, canary_main, NULL);
+}
+
+/* On a stack without a guard page, debug mode checks a canary at every
+ * switch and names the task whose stack overflowed. */
+Test(debug, canary_names_task, .timeout = 10) {
+  child_run r;
+  run_child(canary, &r);
+  cr_assert(WIFSIGNALED(r.status));
+  cr_assert_eq(WTERMSIG(r.status), SIGABRT);
+  cr_assert_not_null(strstr(r.out, "stack overflow in task 'smasher'"), "%s", r.out);
+}
+
+static int sleeper(void *arg) {
+  (void)arg;
+  return weft_sleep(WEFT_MS(20));
+}
+static int many_main(void *arg) {
+  int n = *(int *)arg;
+  weft_group *g = weft_group_open();
+  for (int i = 0; i < n; i++) weft_group_spawn(g, sleeper, NULL, NULL);
+  return weft_group_close(g, NULL);
+}
+static void fallback(void) {
+  weft_config c = debug_cfg();
+  int n = 17000; /* past the default budget of max_map_count / 4 */
+  FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+  unsigned long m = 0;
+  if (f && fscanf(f, "%lu", &m) == 1 && m / 4 + 1000 < 200000) n = (int)(m / 4 + 1000);
+  if (f) fclose(f);
+  int rc = weft_run_with(&c, many_main, &n);
+  _exit(rc == 0 ? 0 : 1);
+}
+
+/* More tasks alive than the mapping budget allows guards for: the rest
+ * run on unguarded stacks, debug mode says so once, nothing fails. */
+Test(debug, guard_fallback_reported, .timeout = 60) {
+  child_run r;
+  run_child(fallback, &r);
+  cr_assert(WIFEXITED(r.status));
+  cr_assert_eq(WEXITSTATUS(r.status), 0, "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "no guard page"), "%s", r.out);
+}
