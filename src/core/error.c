@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 
@@ -23,6 +24,33 @@ const char *weft_strerror(int code) {
   /* strerrordesc_np returns static strings: thread-safe, unlike strerror. */
   const char *s = e < 4096 ? strerrordesc_np(e) : NULL;
   return s ? s : "unknown error";
+}
+
+int weft__fdprintf(int fd, const char *fmt, ...) {
+  char buf[512], *p = buf;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0) return -EINVAL;
+  if ((size_t)n >= sizeof buf) {
+    va_start(ap, fmt);
+    p = weft__vformat(fmt, ap);
+    va_end(ap);
+    if (!p) return -ENOMEM;
+  }
+  int rc = 0;
+  for (size_t off = 0; off < (size_t)n;) {
+    ssize_t w = write(fd, p + off, (size_t)n - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      rc = -errno;
+      break;
+    }
+    off += (size_t)w;
+  }
+  if (p != buf) free(p);
+  return rc;
 }
 
 char *weft__vformat(const char *fmt, va_list ap) {

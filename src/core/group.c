@@ -264,12 +264,14 @@ size_t weft_errors_match(const weft_errors *e, int code) {
 int weft_errors_print(const weft_errors *e, int fd) {
   if (!e) return 0;
   for (size_t i = 0; i < e->n; i++) {
+    const char *name = e->e[i].name ? e->e[i].name : "?";
     int r = e->e[i].msg
-                ? dprintf(fd, "%s: %s (%d): %s\n", e->e[i].name ? e->e[i].name : "?",
-                          weft_strerror(e->e[i].code), e->e[i].code, e->e[i].msg)
-                : dprintf(fd, "%s: %s (%d)\n", e->e[i].name ? e->e[i].name : "?",
-                          weft_strerror(e->e[i].code), e->e[i].code);
-    if (r < 0) return -errno;
+                ? weft__fdprintf(fd, "%s: %s (%d): %s\n", name,
+                                 weft_strerror(e->e[i].code), e->e[i].code,
+                                 e->e[i].msg)
+                : weft__fdprintf(fd, "%s: %s (%d)\n", name,
+                                 weft_strerror(e->e[i].code), e->e[i].code);
+    if (r) return r;
   }
   return 0;
 }

@@ -207,6 +207,10 @@ WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
 
 /* Errors (error.c) */
 WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
+/* printf to an fd with a write loop (dprintf leaks when write fails).
+ * 0 or -errno. */
+WEFT__HIDDEN int weft__fdprintf(int fd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Debug mode (debug.c) */
 WEFT__HIDDEN void weft__debug_start(weft_loop *L);

@@ -8,6 +8,15 @@
 #include "core/poller.h"
 #include "weft.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 int weft__poller_create(weft__poller *p) {
   p->fd = epoll_create1(EPOLL_CLOEXEC);
   return p->fd < 0 ? -errno : 0;
@@ -40,7 +49,9 @@ int weft__poller_wait(weft__poller *p, weft__pevent *out, int max,
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
   /* epoll_pwait2 takes nanoseconds: timers fire on time, not rounded up
    * to the next millisecond. Kernels before 5.11 lack it: fall back. */
-  static __thread int no_pwait2;
+  /* -1: unknown, 0: use it, 1: not available (valgrind 3.19 lacks it) */
+  static __thread int no_pwait2 = -1;
+  if (no_pwait2 < 0) no_pwait2 = RUNNING_ON_VALGRIND ? 1 : 0;
   if (!no_pwait2) {
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {

@@ -376,10 +376,11 @@ int weft_dump_tasks(int fd) {
                weft_task_name(t->root.parent ? t->root.parent->task : NULL));
       grp = gbuf;
     }
-    if (dprintf(fd, "%8llu  %-24s %s%s%s\n", (unsigned long long)t->id,
-                weft_task_name(t), state_name(t->state), grp,
-                t == L->current ? " *" : "") < 0)
-      return -errno;
+    int rc = weft__fdprintf(fd, "%8llu  %-24s %s%s%s\n",
+                            (unsigned long long)t->id, weft_task_name(t),
+                            state_name(t->state), grp,
+                            t == L->current ? " *" : "");
+    if (rc) return rc;
   }
   return 0;
 }
