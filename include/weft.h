@@ -314,10 +314,14 @@ WEFT_API int weft_scope_close(weft_scope *s);
 WEFT_API weft_group *weft_group_open(void);
 
 /* Spawns a child into g (any task of the loop may spawn into an open
- * group, including its children). The handle is borrowed: valid until
- * weft_group_close returns; do not join or detach it (cancel, done, name,
- * error are fine). NULL with errno EINVAL (g or fn NULL), EPIPE (group
- * closed or closing with all children gone), ENOMEM. */
+ * group, including its children). The handle is borrowed and valid only
+ * while the child runs: its record is recycled as soon as it finishes, so
+ * that a long-lived group (a server's) does not grow. Use it to cancel or
+ * name a running child; never join or detach it. To keep a result, have
+ * the child store it, or use weft_spawn + weft_join. (An eager child that
+ * finishes before spawn returns gives a handle that is already stale.)
+ * NULL with errno EINVAL (g or fn NULL), -WEFT_ELOOP (another loop's
+ * group), ENOMEM. */
 WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
                                      const weft_spawn_opts *opts);
 

@@ -56,11 +56,11 @@ __thread weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
 #endif
 
 /* Per-loop sanitizer state: the scheduler's stack and fiber. */
-static __thread const void *sched_stack_lo;
-static __thread size_t sched_stack_size;
+static __thread const void *sched_stack_lo __attribute__((tls_model("initial-exec")));
+static __thread size_t sched_stack_size __attribute__((tls_model("initial-exec")));
 #ifdef WEFT_TSAN
-static __thread void *sched_fiber;
-static __thread void *zombie_fiber;
+static __thread void *sched_fiber __attribute__((tls_model("initial-exec")));
+static __thread void *zombie_fiber __attribute__((tls_model("initial-exec")));
 #endif
 
 int64_t weft__clock(void) {

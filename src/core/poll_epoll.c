@@ -50,7 +50,7 @@ int weft__poller_wait(weft__poller *p, weft__pevent *out, int max,
   /* epoll_pwait2 takes nanoseconds: timers fire on time, not rounded up
    * to the next millisecond. Kernels before 5.11 lack it: fall back. */
   /* -1: unknown, 0: use it, 1: not available (valgrind 3.19 lacks it) */
-  static __thread int no_pwait2 = -1;
+  static __thread int no_pwait2 __attribute__((tls_model("initial-exec"))) = -1;
   if (no_pwait2 < 0) no_pwait2 = RUNNING_ON_VALGRIND ? 1 : 0;
   if (!no_pwait2) {
     struct timespec ts, *tsp = NULL;
