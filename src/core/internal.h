@@ -36,7 +36,10 @@ enum {
 
 typedef struct weft__scope {
   struct weft__scope *parent;
-  struct weft__scope *child_head, *prev, *next; /* children, siblings */
+  struct weft__scope *inner; /* the next scope in, in the same task */
+  /* Root scopes of the tasks under this scope (group children), linked
+   * through prev/next: */
+  struct weft__scope *child_head, *prev, *next;
   weft_task *task; /* the task whose code the scope encloses */
   weft__timer timer;
   unsigned flags;
@@ -144,6 +147,13 @@ struct weft_loop {
   int wake_fd;            /* eventfd: wakes the loop from other threads */
   atomic_int wake_pending;
   int64_t now;            /* clock at the last loop turn */
+  /* Fast clock for relative deadlines (see weft__fast_now in loop.c). */
+  bool tsc_usable;
+  uint64_t tsc_mult;      /* ns per TSC tick, 32.32 fixed point; 0: not yet */
+  int64_t cal_ns;         /* calibration start */
+  uint64_t cal_tsc;
+  int64_t anchor_ns;      /* last (clock, tsc) pair */
+  uint64_t anchor_tsc;
   uint64_t next_id;
   size_t ntasks;          /* live (not finished) tasks */
   weft_task *all_head, *all_tail;
@@ -238,5 +248,6 @@ static inline bool weft__cancelled(const weft_task *t) {
 }
 
 WEFT__HIDDEN int64_t weft__clock(void);
+WEFT__HIDDEN int64_t weft__fast_now(weft_loop *L);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * Cancel scopes.
  *
- * Scopes form one tree per loop: a task's nested scopes hang below its
- * root scope, and the root scope of a group's child hangs below the
- * group's scope, which is itself a scope of the task that opened the
- * group. Cancelling a scope marks its subtree "effectively cancelled"
+ * Scopes form one tree per loop: a task's nested scopes form a chain from
+ * its root scope inwards (parent/inner: one store each way to open and
+ * close), and the root scope of a group's child hangs in the child list
+ * of the group's scope, which is itself a scope in the chain of the task
+ * that opened the group. Cancelling a scope marks its subtree "effectively cancelled"
  * (SC_EFF), stopping at shielded scopes, and wakes every task parked with
  * its innermost scope in the subtree. A checkpoint then only tests one
  * flag of the current task's innermost scope: O(1), and level-triggered
@@ -41,14 +42,18 @@ void weft__scope_unlink(weft__scope *s) {
 
 void weft__scope_push(weft_task *t, weft__scope *s, int64_t deadline,
                       unsigned flags) {
-  s->flags = SC_OPEN | flags;
-  s->task = t;
-  s->child_head = NULL;
-  weft__timer_init(&s->timer, weft__scope_fire);
-  s->timer.when = deadline;
   weft__scope *p = t->scope;
-  weft__scope_link(p, s);
-  if (!(flags & SC_SHIELD) && (p->flags & SC_EFF)) s->flags |= SC_EFF;
+  s->parent = p;
+  s->inner = NULL;
+  s->child_head = s->prev = s->next = NULL;
+  s->task = t;
+  s->timer.idx = WEFT__TIMER_IDLE;
+  s->timer.fire = weft__scope_fire;
+  s->timer.when = deadline;
+  p->inner = s;
+  flags |= SC_OPEN;
+  if (!(flags & SC_SHIELD) && (p->flags & SC_EFF)) flags |= SC_EFF;
+  s->flags = flags;
   if (deadline != WEFT_FOREVER) {
     s->flags |= SC_UNARMED;
     t->nunarmed++;
@@ -61,8 +66,10 @@ void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
     t->nunarmed--;
   else if (weft__timer_armed(&s->timer))
     weft__timers_del(&L->timers, &s->timer);
-  t->scope = s->parent;
-  weft__scope_unlink(s);
+  weft__scope *p = s->parent;
+  p->inner = NULL;
+  t->scope = p;
+  s->parent = NULL;
   s->flags &= ~(SC_OPEN | SC_UNARMED);
 }
 
@@ -81,26 +88,36 @@ int weft__arm_deadlines(weft_loop *L, weft_task *t) {
   return 0;
 }
 
-static inline weft__scope *eligible(weft__scope *s) {
-  while (s && (s->flags & (SC_SHIELD | SC_EFF))) s = s->next;
-  return s;
+/* The children of a scope, in walk order: its inner scope, then the root
+ * scopes in its child list. Those with a flag of `skip` are left out
+ * (with their subtrees). */
+static inline weft__scope *elig(weft__scope *c, unsigned skip) {
+  while (c && (c->flags & skip)) c = c->next;
+  return c;
+}
+static inline weft__scope *first_child(weft__scope *s, unsigned skip) {
+  if (s->inner && !(s->inner->flags & skip)) return s->inner;
+  return elig(s->child_head, skip);
+}
+static inline weft__scope *next_sibling(weft__scope *x, unsigned skip) {
+  weft__scope *p = x->parent;
+  return p->inner == x ? elig(p->child_head, skip) : elig(x->next, skip);
 }
 
-/* Marks the subtree of `root` effectively cancelled (root included),
- * without recursion, and interrupts the tasks parked in it. */
-static void propagate(weft__scope *root) {
+/* Visits the subtree of `root` (root included) depth-first, without
+ * recursion: a chain of groups may be as deep as the program likes. */
+static void walk(weft__scope *root, unsigned skip, void (*visit)(weft__scope *)) {
   weft__scope *s = root;
   for (;;) {
-    s->flags |= SC_EFF;
-    if (s->task && s->task->scope == s) weft__interrupt(s->task);
-    weft__scope *c = eligible(s->child_head);
+    visit(s);
+    weft__scope *c = first_child(s, skip);
     if (c) {
       s = c;
       continue;
     }
     for (;;) {
       if (s == root) return;
-      weft__scope *n = eligible(s->next);
+      weft__scope *n = next_sibling(s, skip);
       if (n) {
         s = n;
         break;
@@ -108,6 +125,19 @@ static void propagate(weft__scope *root) {
       s = s->parent;
     }
   }
+}
+
+/* Marks a scope effectively cancelled and interrupts the task parked in
+ * it, if it is that task's innermost scope. */
+static void mark_cancelled(weft__scope *s) {
+  s->flags |= SC_EFF;
+  if (s->task && s->task->scope == s) weft__interrupt(s->task);
+}
+
+static void mark_uncancelled(weft__scope *s) { s->flags &= ~SC_EFF; }
+
+static void propagate(weft__scope *root) {
+  walk(root, SC_SHIELD | SC_EFF, mark_cancelled);
 }
 
 void weft__scope_cancel(weft__scope *s) {
@@ -128,26 +158,7 @@ void weft__scope_reparent(weft__scope *s, weft__scope *parent) {
     return;
   }
   /* Uncancel: clear SC_EFF down the tree where nothing else sets it. */
-  weft__scope *x = s;
-  for (;;) {
-    x->flags &= ~SC_EFF;
-    weft__scope *c = x->child_head;
-    while (c && (c->flags & (SC_SHIELD | SC_CANCELLED))) c = c->next;
-    if (c) {
-      x = c;
-      continue;
-    }
-    for (;;) {
-      if (x == s) return;
-      weft__scope *n = x->next;
-      while (n && (n->flags & (SC_SHIELD | SC_CANCELLED))) n = n->next;
-      if (n) {
-        x = n;
-        break;
-      }
-      x = x->parent;
-    }
-  }
+  walk(s, SC_SHIELD | SC_CANCELLED, mark_uncancelled);
 }
 
 void weft__scope_fire(weft__timer *tm) {
@@ -175,8 +186,11 @@ int weft_scope_open_shielded(weft_scope *s, int64_t deadline) {
 }
 
 int weft_scope_open_after(weft_scope *s, int64_t duration) {
+  weft_loop *L = weft__tls_loop;
+  if (!s) return -EINVAL;
+  if (!L || !L->current) return WEFT_ENOTASK;
   if (duration < 0) duration = 0;
-  int64_t now = weft__clock();
+  int64_t now = weft__fast_now(L);
   return open_scope(s, duration > WEFT_FOREVER - now ? WEFT_FOREVER
                                                      : now + duration, 0);
 }

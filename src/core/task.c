@@ -76,7 +76,7 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
   t->stack_size = opts ? opts->stack_size : 0;
   t->id = ++L->next_id;
   t->root.parent = NULL;
-  t->root.child_head = t->root.prev = t->root.next = NULL;
+  t->root.inner = t->root.child_head = t->root.prev = t->root.next = NULL;
   t->root.task = t;
   weft__timer_init(&t->root.timer, weft__scope_fire);
   t->root.flags = SC_OPEN | SC_ROOT;
