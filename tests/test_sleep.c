@@ -331,7 +331,8 @@ static int stress_main(void *arg) {
   static stress_arg a[NSTRESS];
   static weft_task *t[NSTRESS];
   uint32_t x = 12345;
-  s->base = weft_now() + WEFT_MS(50); /* all set before the first fires */
+  s->base = weft_now() + WEFT_MS(500); /* all set before the first fires,
+                                          even under sanitizers and qemu */
   for (int i = 0; i < NSTRESS; i++) {
     x = x * 1103515245u + 12345u;
     s->off[i] = WEFT_MS((x >> 16) % 40); /* many ties */
