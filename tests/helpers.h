@@ -42,6 +42,13 @@ static inline void log_add(tlog *l, int x) {
 
 /* Asserts that the log holds exactly `n` entries equal to `want`. */
 static inline void log_expect(const tlog *l, const int *want, int n) {
+  bool same = l->n == n;
+  for (int i = 0; same && i < n; i++) same = l->v[i] == want[i];
+  if (!same) { /* print the whole log: the shim shows no assertion text */
+    fprintf(stderr, "log (%d):", l->n);
+    for (int i = 0; i < l->n && i < LOG_MAX; i++) fprintf(stderr, " %d", l->v[i]);
+    fprintf(stderr, "\n");
+  }
   cr_assert_eq(l->n, n, "log has %d entries, expected %d", l->n, n);
   for (int i = 0; i < n; i++)
     cr_assert_eq(l->v[i], want[i], "log[%d] = %d, expected %d", i, l->v[i],

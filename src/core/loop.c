@@ -76,8 +76,8 @@ int64_t weft_now(void) { return weft__clock(); }
  * weft_sleep). clock_gettime costs 17-28 ns on the VMs weft is measured
  * on, most of a timeout scope's budget; reading the TSC costs 7 ns. On
  * x86-64 with an invariant TSC, the loop calibrates ns per tick against
- * CLOCK_MONOTONIC (over at least 2 ms, refined at every loop turn over the
- * loop's whole life) and extrapolates from the (clock, tsc) pair of the
+ * CLOCK_MONOTONIC (over at least 10 ms, refined at every loop turn over the
+ * loop's whole life, from reads bracketed tightly enough to trust) and extrapolates from the (clock, tsc) pair of the
  * last loop turn, so the error is a few parts per million of the time
  * since that turn: nanoseconds. Until calibrated, and elsewhere, it is
  * clock_gettime. weft_now() always reads the real clock.
@@ -98,23 +98,31 @@ static bool tsc_invariant(void) { return false; }
 static inline uint64_t tsc_read(void) { return 0; }
 #endif
 
-#define TSC_CAL_NS 2000000 /* calibrate over 2 ms at least */
+#define TSC_CAL_NS 10000000 /* calibrate over 10 ms at least */
+#define TSC_BRACKET 100000   /* ticks: ~40 us at 2.5 GHz */
 
-/* Records a (clock, tsc) pair taken at `now` and refines the rate. */
-static void tsc_sample(weft_loop *L, int64_t now) {
-  if (!L->tsc_usable) return;
-  uint64_t tsc = tsc_read();
+/* Reads the clock, and when the TSC is in use records a (clock, tsc) pair
+ * and refines the rate. A pair whose clock read took too long (the thread
+ * was preempted between the reads) is not used: it would skew the rate. */
+static int64_t clock_sample(weft_loop *L) {
+  if (!L->tsc_usable) return weft__clock();
+  uint64_t a = tsc_read();
+  int64_t now = weft__clock();
+  uint64_t b = tsc_read();
+  if (b - a > TSC_BRACKET) return now;
+  uint64_t tsc = a + (b - a) / 2;
   if (!L->cal_ns) {
     L->cal_ns = now;
     L->cal_tsc = tsc;
-    return;
+    return now;
   }
   int64_t dns = now - L->cal_ns;
   uint64_t dtsc = tsc - L->cal_tsc;
-  if (dns < TSC_CAL_NS || dtsc == 0) return;
+  if (dns < TSC_CAL_NS || dtsc == 0) return now;
   L->tsc_mult = (uint64_t)(((unsigned __int128)dns << 32) / dtsc);
   L->anchor_ns = now;
   L->anchor_tsc = tsc;
+  return now;
 }
 
 int64_t weft__fast_now(weft_loop *L) {
@@ -122,9 +130,7 @@ int64_t weft__fast_now(weft_loop *L) {
     uint64_t d = tsc_read() - L->anchor_tsc;
     return L->anchor_ns + (int64_t)(((unsigned __int128)d * L->tsc_mult) >> 32);
   }
-  int64_t now = weft__clock();
-  tsc_sample(L, now);
-  return now;
+  return clock_sample(L);
 }
 
 weft_loop *weft_loop_current(void) { return weft__tls_loop; }
@@ -464,8 +470,7 @@ static void fire_timers(weft_loop *L) {
 }
 
 static void loop_turn(weft_loop *L) {
-  L->now = weft__clock();
-  tsc_sample(L, L->now);
+  L->now = clock_sample(L);
   fire_timers(L);
   int64_t timeout;
   if (L->rq_head) {
@@ -484,8 +489,7 @@ static void loop_turn(weft_loop *L) {
   WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
   for (int i = 0; i < n; i++) fd_ready(L, ev[i].fd, ev[i].events);
   if (timeout != 0) {
-    L->now = weft__clock();
-    tsc_sample(L, L->now);
+    L->now = clock_sample(L);
     fire_timers(L);
   }
 }
@@ -540,9 +544,8 @@ static weft_loop *loop_new(const weft_config *cfg) {
   L->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (L->wake_fd < 0) goto fail;
   if (weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE) != 0) goto fail;
-  L->now = weft__clock();
   L->tsc_usable = tsc_invariant();
-  tsc_sample(L, L->now);
+  L->now = clock_sample(L);
   if (cfg->instrument) {
     L->instr[L->ninstr].ins = cfg->instrument;
     L->instr[L->ninstr++].arg = cfg->instrument_arg;

@@ -1,0 +1,98 @@
+# A thin driver over CMake; see docs/guide/build.md.
+#
+#   make demo       build and run examples/demo.c
+#   make test       build everything, run the whole suite
+#   make asan       the suite under AddressSanitizer + UBSan   (build-asan/)
+#   make tsan       the suite under ThreadSanitizer            (build-tsan/)
+#   make valgrind   the suite under valgrind (Criterion shim)  (build-valgrind/)
+#   make aarch64    cross-build, run the tests under qemu-aarch64 (build-aarch64/)
+#   make consumer   install to a temp prefix, build tests/consumer with
+#                   find_package and with pkg-config, shared and static
+#   make bench      build weft-bench (build/bin/weft-bench)
+#   make install PREFIX=/usr/local
+#   make clean
+#
+# Variables: JOBS (2), BUILD (build), CMAKE_FLAGS (extra -D...), PREFIX.
+
+JOBS ?= 2
+BUILD ?= build
+PREFIX ?= /usr/local
+CMAKE ?= cmake
+CTEST ?= ctest
+CMAKE_FLAGS ?=
+# Timeouts are multiplied by this under qemu (the shim reads it).
+AARCH64_TIMEOUT_SCALE ?= 10
+
+DEPS := scripts/deps.sh
+CTEST_ARGS := --output-on-failure -j$(JOBS)
+
+.PHONY: all demo test check build configure asan tsan valgrind aarch64 \
+        consumer bench install clean deps
+
+all: build
+
+deps:
+	@$(DEPS) base
+
+configure: deps
+	$(CMAKE) -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+demo: configure
+	@test -f examples/demo.c || { echo "make demo: examples/demo.c does not exist yet" >&2; exit 1; }
+	$(CMAKE) --build $(BUILD) -j$(JOBS) --target example-demo
+	./$(BUILD)/bin/example-demo
+
+test: build
+	$(CTEST) --test-dir $(BUILD) $(CTEST_ARGS)
+
+check: test
+
+bench: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS) --target weft-bench
+	@echo "run: ./$(BUILD)/bin/weft-bench"
+
+# ASAN_OPTIONS / UBSAN_OPTIONS from the environment win over these.
+asan: deps
+	$(CMAKE) -S . -B build-asan -DWEFT_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	$(CMAKE) --build build-asan -j$(JOBS)
+	ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1}" \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
+	  $(CTEST) --test-dir build-asan $(CTEST_ARGS)
+
+tsan: deps
+	$(CMAKE) -S . -B build-tsan -DWEFT_SANITIZE=thread $(CMAKE_FLAGS)
+	$(CMAKE) --build build-tsan -j$(JOBS)
+	TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+	  $(CTEST) --test-dir build-tsan $(CTEST_ARGS)
+
+# Criterion's runner does not survive valgrind well; the shim forks one
+# child per test, which valgrind follows.
+valgrind:
+	@$(DEPS) base valgrind
+	$(CMAKE) -S . -B build-valgrind -DWEFT_TEST_SHIM=ON -DCMAKE_BUILD_TYPE=Debug \
+	  "-DWEFT_TEST_WRAPPER=valgrind;-q;--error-exitcode=1;--leak-check=full;--errors-for-leak-kinds=definite;--trace-children=yes" \
+	  $(CMAKE_FLAGS)
+	$(CMAKE) --build build-valgrind -j$(JOBS)
+	WEFT_TIMEOUT_SCALE="$${WEFT_TIMEOUT_SCALE:-10}" $(CTEST) --test-dir build-valgrind $(CTEST_ARGS)
+
+# Cross-build for aarch64 and run the tests (all but test_scale*) under
+# qemu-aarch64 through the Criterion shim, statically linked.
+aarch64:
+	@$(DEPS) cross
+	$(CMAKE) -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake \
+	  -DWEFT_TEST_SHIM=ON -DWEFT_STATIC_EXECUTABLES=ON -DWEFT_TEST_EXCLUDE='^test_scale' $(CMAKE_FLAGS)
+	$(CMAKE) --build build-aarch64 -j$(JOBS)
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu WEFT_TIMEOUT_SCALE=$(AARCH64_TIMEOUT_SCALE) \
+	  timeout -s KILL 1500 $(CTEST) --test-dir build-aarch64 $(CTEST_ARGS)
+
+consumer: build
+	scripts/consumer.sh $(BUILD)
+
+install: build
+	$(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-aarch64 build-consumer
