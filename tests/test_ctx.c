@@ -117,7 +117,7 @@ Test(stack, trim_bounds_pool, .timeout = 10) {
   for (int i = 0; i < 10; i++) cr_assert_not_null(v[i] = weft__stack_get(&s, 0));
   for (int i = 0; i < 10; i++) weft__stack_put(&s, v[i]);
   cr_assert_eq(s.nfree, 10);
-  weft__stacks_trim(&s);
+  weft__stacks_trim(&s, SIZE_MAX);
   cr_assert_eq(s.nfree, 3);
   cr_assert_eq(s.nguarded, 3);
   weft__stacks_destroy(&s);
@@ -140,7 +140,7 @@ Test(stack, guard_budget_fallback, .timeout = 10) {
   }
   cr_assert_eq(s.nslabs, 1);
   for (int i = 0; i < 5; i++) weft__stack_put(&s, v[i]);
-  weft__stacks_trim(&s);
+  weft__stacks_trim(&s, SIZE_MAX);
   cr_assert_eq(s.nfree, 1);
   cr_assert_not_null(s.cold);
   weft__stack *again = weft__stack_get(&s, 0);

@@ -481,7 +481,8 @@ static void loop_turn(weft_loop *L) {
   } else {
     int64_t next = weft__timers_next(&L->timers);
     timeout = next == INT64_MAX ? -1 : next > L->now ? next - L->now : 0;
-    if (timeout != 0) weft__stacks_trim(&L->stacks);
+    /* About to sleep for a while: give back some surplus stacks. */
+    if (timeout < 0 || timeout >= WEFT_MS(1)) weft__stacks_trim(&L->stacks, 64);
   }
   WEFT__INSTR(L, before_poll, timeout);
   weft__pevent ev[128];

@@ -19,8 +19,14 @@ typedef struct weft__timer {
   void (*fire)(struct weft__timer *t);
 } weft__timer;
 
+typedef struct weft__heap_slot {
+  int64_t when;
+  uint64_t seq;
+  weft__timer *t;
+} weft__heap_slot;
+
 typedef struct weft__timers {
-  weft__timer **heap;
+  weft__heap_slot *heap;
   size_t n, cap;
   uint64_t seq;
 } weft__timers;
@@ -46,7 +52,7 @@ void weft__timers_del(weft__timers *h, weft__timer *t);
 void weft__timers_move(weft__timers *h, weft__timer *t, int64_t when);
 /* Earliest deadline, or INT64_MAX. */
 static inline int64_t weft__timers_next(const weft__timers *h) {
-  return h->n ? h->heap[0]->when : INT64_MAX;
+  return h->n ? h->heap[0].when : INT64_MAX;
 }
 /* Pops the earliest timer if it is due at `now`, else NULL. */
 weft__timer *weft__timers_pop_due(weft__timers *h, int64_t now);

@@ -186,8 +186,8 @@ void weft__stack_put(weft__stacks *s, weft__stack *st) {
   s->nfree++;
 }
 
-void weft__stacks_trim(weft__stacks *s) {
-  while (s->nfree > s->pool_max) {
+void weft__stacks_trim(weft__stacks *s, size_t max) {
+  while (s->nfree > s->pool_max && max-- > 0) {
     weft__stack *st = s->free;
     s->free = st->next;
     s->nfree--;

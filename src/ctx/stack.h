@@ -63,9 +63,11 @@ void weft__stacks_destroy(weft__stacks *s);
 weft__stack *weft__stack_get(weft__stacks *s, size_t size);
 /* Returns a stack to the pool. */
 void weft__stack_put(weft__stacks *s, weft__stack *st);
-/* Gives pool stacks beyond pool_max back to the kernel. Called when the
- * loop is about to sleep, so that a burst of exits pays no system calls. */
-void weft__stacks_trim(weft__stacks *s);
+/* Gives up to `max` pool stacks beyond pool_max back to the kernel
+ * (SIZE_MAX: all of them). The loop calls it, a few at a time, when it is
+ * about to sleep, so that a burst of exits pays no system calls and a
+ * loop that sleeps often does not stall on a long trim. */
+void weft__stacks_trim(weft__stacks *s, size_t max);
 
 /* The guard page range of st, or NULL/0 when unguarded. */
 static inline bool weft__stack_in_guard(const weft__stack *st, const void *p) {
