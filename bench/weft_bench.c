@@ -87,13 +87,13 @@ static int trivial(void *arg) {
   return 0;
 }
 
-static int w_spawn(struct bench *b) {
+static int spawn_n(struct bench *b, const weft_spawn_opts *opts) {
   double t0 = now_s();
   weft_group *g = weft_group_open();
   if (!g) return fail("weft_group_open", -errno);
   int rc = 0;
   for (long i = 0; i < b->n; i++) {
-    if (!weft_group_spawn(g, trivial, NULL, NULL)) {
+    if (!weft_group_spawn(g, trivial, NULL, opts)) {
       rc = fail("weft_group_spawn", -errno);
       weft_group_cancel(g);
       break;
@@ -102,6 +102,17 @@ static int w_spawn(struct bench *b) {
   int crc = close_group(g);
   b->wall = now_s() - t0;
   return rc ? rc : crc;
+}
+
+static int w_spawn(struct bench *b) { return spawn_n(b, NULL); }
+
+/* spawn_eager: weft only, not a peer workload. The same with eager start
+ * (asyncio's eager_start=True, libdill's go()): each child runs at once and,
+ * as it never suspends, never goes through the scheduler or needs its
+ * record for longer than its run. */
+static int w_spawn_eager(struct bench *b) {
+  weft_spawn_opts o = {.eager = true};
+  return spawn_n(b, &o);
 }
 
 /* ------------------------------------------------------------------ */
@@ -286,6 +297,7 @@ static const struct workload {
   int (*run)(struct bench *b);
 } workloads[] = {
     {"spawn", 200000, w_spawn},
+    {"spawn_eager", 200000, w_spawn_eager},
     {"switch", 2000000, w_switch},
     {"sleepers", 100000, w_sleepers},
     {"idle", 100000, w_idle},
