@@ -20,7 +20,7 @@ static volatile int co_round;
  * across switches, so callee-saved registers must survive them. */
 static void co_body(void *arg) {
   long step = (long)(intptr_t)arg;
-  long a = 1, b = 2, c = 3, d = 5, e = 7, f = 11;
+  unsigned long a = 1, b = 2, c = 3, d = 5, e = 7, f = 11; /* wrap freely */
   for (;;) {
     co_counter += step;
     a += b; b += c; c += d; d += e; e += f; f += a;

@@ -9,6 +9,15 @@
 #include "core/internal.h"
 #include "helpers.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 typedef struct {
   char out[8192];
   int status;
@@ -205,6 +214,8 @@ Test(debug, guard_fallback_reported, .timeout = 60) {
 #if defined(__SANITIZE_THREAD__)
   cr_skip_test("ThreadSanitizer cannot map its shadow beside 17,000 stacks");
 #endif
+  if (RUNNING_ON_VALGRIND)
+    cr_skip_test("valgrind cannot keep 17,000 stacks' worth of mappings");
   child_run r;
   run_child(fallback, &r);
   cr_assert(WIFEXITED(r.status));

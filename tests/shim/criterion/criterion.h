@@ -137,7 +137,8 @@ void wshim_fmt_none_(char *b, size_t n, ...);
       void *: wshim_fmt_p_, const void *: wshim_fmt_p_,                      \
       default: wshim_fmt_none_)(buf, sizeof(buf), v)
 
-/* Criterion evaluates `(a) op (b)` with C's own conversions; so do we, on
+/* Name is the call as written (stringified before A and B are expanded).
+ * Criterion evaluates `(a) op (b)` with C's own conversions; so do we, on
  * copies (each operand is evaluated once). The copies would make gcc warn
  * about signed/unsigned comparisons that a literal operand avoids. */
 #define WSHIM_DIAG_PUSH_                                                     \
@@ -161,7 +162,7 @@ void wshim_fmt_none_(char *b, size_t n, ...);
       WSHIM_FMT_(wshim_va_, wshim_a_);                                       \
       WSHIM_FMT_(wshim_vb_, wshim_b_);                                       \
       wshim_cmp_fail_(Fatal, __FILE__, __LINE__,                             \
-                      Name "(" #A ", " #B "): " #A " " #Op " " #B " is false", \
+                      Name " is false", \
                       wshim_va_, wshim_vb_, "" __VA_ARGS__);                 \
     }                                                                        \
     WSHIM_DIAG_POP_                                                          \
@@ -176,7 +177,7 @@ void wshim_fmt_none_(char *b, size_t n, ...);
       wshim_fmt_s_(wshim_va_, sizeof(wshim_va_), wshim_a_);                  \
       wshim_fmt_s_(wshim_vb_, sizeof(wshim_vb_), wshim_b_);                  \
       wshim_cmp_fail_(Fatal, __FILE__, __LINE__,                             \
-                      Name "(" #A ", " #B ") is false", wshim_va_, wshim_vb_, \
+                      Name " is false", wshim_va_, wshim_vb_, \
                       "" __VA_ARGS__);                                       \
     }                                                                        \
   } while (0)
@@ -191,7 +192,7 @@ void wshim_fmt_none_(char *b, size_t n, ...);
       wshim_fmt_ld_(wshim_va_, sizeof(wshim_va_), wshim_a_);                 \
       wshim_fmt_ld_(wshim_vb_, sizeof(wshim_vb_), wshim_b_);                 \
       wshim_cmp_fail_(Fatal, __FILE__, __LINE__,                             \
-                      Name "(" #A ", " #B ", " #Eps ") is false", wshim_va_,  \
+                      Name " is false", wshim_va_,  \
                       wshim_vb_, "" __VA_ARGS__);                            \
     }                                                                        \
   } while (0)
@@ -207,18 +208,18 @@ void wshim_fmt_none_(char *b, size_t n, ...);
 #define cr_expect_not(Cond, ...) \
   WSHIM_BOOL_(0, !(Cond), "cr_expect_not(" #Cond "): expression is true", __VA_ARGS__)
 
-#define cr_assert_eq(A, B, ...) WSHIM_CMP_(1, "cr_assert_eq", A, ==, B, __VA_ARGS__)
-#define cr_expect_eq(A, B, ...) WSHIM_CMP_(0, "cr_expect_eq", A, ==, B, __VA_ARGS__)
-#define cr_assert_neq(A, B, ...) WSHIM_CMP_(1, "cr_assert_neq", A, !=, B, __VA_ARGS__)
-#define cr_expect_neq(A, B, ...) WSHIM_CMP_(0, "cr_expect_neq", A, !=, B, __VA_ARGS__)
-#define cr_assert_lt(A, B, ...) WSHIM_CMP_(1, "cr_assert_lt", A, <, B, __VA_ARGS__)
-#define cr_expect_lt(A, B, ...) WSHIM_CMP_(0, "cr_expect_lt", A, <, B, __VA_ARGS__)
-#define cr_assert_leq(A, B, ...) WSHIM_CMP_(1, "cr_assert_leq", A, <=, B, __VA_ARGS__)
-#define cr_expect_leq(A, B, ...) WSHIM_CMP_(0, "cr_expect_leq", A, <=, B, __VA_ARGS__)
-#define cr_assert_gt(A, B, ...) WSHIM_CMP_(1, "cr_assert_gt", A, >, B, __VA_ARGS__)
-#define cr_expect_gt(A, B, ...) WSHIM_CMP_(0, "cr_expect_gt", A, >, B, __VA_ARGS__)
-#define cr_assert_geq(A, B, ...) WSHIM_CMP_(1, "cr_assert_geq", A, >=, B, __VA_ARGS__)
-#define cr_expect_geq(A, B, ...) WSHIM_CMP_(0, "cr_expect_geq", A, >=, B, __VA_ARGS__)
+#define cr_assert_eq(A, B, ...) WSHIM_CMP_(1, "cr_assert_eq(" #A ", " #B ")", A, ==, B, __VA_ARGS__)
+#define cr_expect_eq(A, B, ...) WSHIM_CMP_(0, "cr_expect_eq(" #A ", " #B ")", A, ==, B, __VA_ARGS__)
+#define cr_assert_neq(A, B, ...) WSHIM_CMP_(1, "cr_assert_neq(" #A ", " #B ")", A, !=, B, __VA_ARGS__)
+#define cr_expect_neq(A, B, ...) WSHIM_CMP_(0, "cr_expect_neq(" #A ", " #B ")", A, !=, B, __VA_ARGS__)
+#define cr_assert_lt(A, B, ...) WSHIM_CMP_(1, "cr_assert_lt(" #A ", " #B ")", A, <, B, __VA_ARGS__)
+#define cr_expect_lt(A, B, ...) WSHIM_CMP_(0, "cr_expect_lt(" #A ", " #B ")", A, <, B, __VA_ARGS__)
+#define cr_assert_leq(A, B, ...) WSHIM_CMP_(1, "cr_assert_leq(" #A ", " #B ")", A, <=, B, __VA_ARGS__)
+#define cr_expect_leq(A, B, ...) WSHIM_CMP_(0, "cr_expect_leq(" #A ", " #B ")", A, <=, B, __VA_ARGS__)
+#define cr_assert_gt(A, B, ...) WSHIM_CMP_(1, "cr_assert_gt(" #A ", " #B ")", A, >, B, __VA_ARGS__)
+#define cr_expect_gt(A, B, ...) WSHIM_CMP_(0, "cr_expect_gt(" #A ", " #B ")", A, >, B, __VA_ARGS__)
+#define cr_assert_geq(A, B, ...) WSHIM_CMP_(1, "cr_assert_geq(" #A ", " #B ")", A, >=, B, __VA_ARGS__)
+#define cr_expect_geq(A, B, ...) WSHIM_CMP_(0, "cr_expect_geq(" #A ", " #B ")", A, >=, B, __VA_ARGS__)
 
 #define cr_assert_null(V, ...) \
   WSHIM_BOOL_(1, (V) == NULL, "cr_assert_null(" #V "): not NULL", __VA_ARGS__)
@@ -229,14 +230,14 @@ void wshim_fmt_none_(char *b, size_t n, ...);
 #define cr_expect_not_null(V, ...) \
   WSHIM_BOOL_(0, (V) != NULL, "cr_expect_not_null(" #V "): NULL", __VA_ARGS__)
 
-#define cr_assert_str_eq(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_eq", A, ==, B, __VA_ARGS__)
-#define cr_expect_str_eq(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_eq", A, ==, B, __VA_ARGS__)
-#define cr_assert_str_neq(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_neq", A, !=, B, __VA_ARGS__)
-#define cr_expect_str_neq(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_neq", A, !=, B, __VA_ARGS__)
-#define cr_assert_str_lt(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_lt", A, <, B, __VA_ARGS__)
-#define cr_expect_str_lt(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_lt", A, <, B, __VA_ARGS__)
-#define cr_assert_str_gt(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_gt", A, >, B, __VA_ARGS__)
-#define cr_expect_str_gt(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_gt", A, >, B, __VA_ARGS__)
+#define cr_assert_str_eq(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_eq(" #A ", " #B ")", A, ==, B, __VA_ARGS__)
+#define cr_expect_str_eq(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_eq(" #A ", " #B ")", A, ==, B, __VA_ARGS__)
+#define cr_assert_str_neq(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_neq(" #A ", " #B ")", A, !=, B, __VA_ARGS__)
+#define cr_expect_str_neq(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_neq(" #A ", " #B ")", A, !=, B, __VA_ARGS__)
+#define cr_assert_str_lt(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_lt(" #A ", " #B ")", A, <, B, __VA_ARGS__)
+#define cr_expect_str_lt(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_lt(" #A ", " #B ")", A, <, B, __VA_ARGS__)
+#define cr_assert_str_gt(A, B, ...) WSHIM_STRCMP_(1, "cr_assert_str_gt(" #A ", " #B ")", A, >, B, __VA_ARGS__)
+#define cr_expect_str_gt(A, B, ...) WSHIM_STRCMP_(0, "cr_expect_str_gt(" #A ", " #B ")", A, >, B, __VA_ARGS__)
 #define cr_assert_str_empty(V, ...) \
   WSHIM_BOOL_(1, (V) != NULL && *(V) == '\0', "cr_assert_str_empty(" #V "): not empty", __VA_ARGS__)
 #define cr_expect_str_empty(V, ...) \
@@ -246,10 +247,10 @@ void wshim_fmt_none_(char *b, size_t n, ...);
 #define cr_expect_str_not_empty(V, ...) \
   WSHIM_BOOL_(0, (V) != NULL && *(V) != '\0', "cr_expect_str_not_empty(" #V "): empty", __VA_ARGS__)
 
-#define cr_assert_float_eq(A, B, Eps, ...) WSHIM_FLOAT_(1, "cr_assert_float_eq", A, B, Eps, true, __VA_ARGS__)
-#define cr_expect_float_eq(A, B, Eps, ...) WSHIM_FLOAT_(0, "cr_expect_float_eq", A, B, Eps, true, __VA_ARGS__)
-#define cr_assert_float_neq(A, B, Eps, ...) WSHIM_FLOAT_(1, "cr_assert_float_neq", A, B, Eps, false, __VA_ARGS__)
-#define cr_expect_float_neq(A, B, Eps, ...) WSHIM_FLOAT_(0, "cr_expect_float_neq", A, B, Eps, false, __VA_ARGS__)
+#define cr_assert_float_eq(A, B, Eps, ...) WSHIM_FLOAT_(1, "cr_assert_float_eq(" #A ", " #B ", " #Eps ")", A, B, Eps, true, __VA_ARGS__)
+#define cr_expect_float_eq(A, B, Eps, ...) WSHIM_FLOAT_(0, "cr_expect_float_eq(" #A ", " #B ", " #Eps ")", A, B, Eps, true, __VA_ARGS__)
+#define cr_assert_float_neq(A, B, Eps, ...) WSHIM_FLOAT_(1, "cr_assert_float_neq(" #A ", " #B ", " #Eps ")", A, B, Eps, false, __VA_ARGS__)
+#define cr_expect_float_neq(A, B, Eps, ...) WSHIM_FLOAT_(0, "cr_expect_float_neq(" #A ", " #B ", " #Eps ")", A, B, Eps, false, __VA_ARGS__)
 
 #define cr_assert_arr_eq(A, B, Size, ...) \
   WSHIM_BOOL_(1, memcmp((A), (B), (Size)) == 0, "cr_assert_arr_eq(" #A ", " #B ", " #Size "): differ", __VA_ARGS__)
