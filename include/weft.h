@@ -126,7 +126,8 @@ WEFT_API void weft_config_init(weft_config *cfg);
 /* asyncio.run: makes a loop on the calling thread, runs main(arg) as the
  * root task (named "main"), and when main returns cancels and reaps every
  * task still alive, then frees the loop. Returns main's result, or
- * -EINVAL (main NULL), -EBUSY (the thread already runs a loop), -ENOMEM. */
+ * -EINVAL (main NULL), -EBUSY (the thread already runs a loop), -ENOMEM,
+ * -EMFILE/-ENFILE (no file descriptor for the poller). */
 WEFT_API int weft_run(weft_fn main, void *arg);
 /* weft_run with a configuration (NULL: defaults). */
 WEFT_API int weft_run_with(const weft_config *cfg, weft_fn main, void *arg);
@@ -134,7 +135,8 @@ WEFT_API int weft_run_with(const weft_config *cfg, weft_fn main, void *arg);
 /* asyncio.Runner: one loop for several top-level calls on one thread.
  * Tasks left running (detached or not joined) by one call keep running
  * during the next calls; weft_runner_close cancels and reaps them.
- * open returns NULL with errno EBUSY (thread already has a loop), ENOMEM. */
+ * open returns NULL with errno EBUSY (thread already has a loop), ENOMEM,
+ * EMFILE. */
 typedef struct weft_runner weft_runner;
 WEFT_API weft_runner *weft_runner_open(const weft_config *cfg);
 /* Runs fn(arg) as a root task until it returns; returns its result, or
@@ -320,8 +322,10 @@ WEFT_API weft_group *weft_group_open(void);
  * name a running child; never join or detach it. To keep a result, have
  * the child store it, or use weft_spawn + weft_join. (An eager child that
  * finishes before spawn returns gives a handle that is already stale.)
- * NULL with errno EINVAL (g or fn NULL), -WEFT_ELOOP (another loop's
- * group), ENOMEM. */
+ * NULL with errno EINVAL (g or fn NULL), EPIPE (g is closed), -WEFT_ELOOP
+ * (another loop's group), ENOMEM. A closed group's record is reused only
+ * after every other free one, so EPIPE is reliable for a while after close
+ * but not forever: do not use a group after closing it. */
 WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
                                      const weft_spawn_opts *opts);
 
@@ -330,8 +334,8 @@ WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
  * returns 0. If the child fails or returns before that, start returns its
  * code (WEFT_ENOTSTARTED for a return of 0) and the group is not affected.
  * If the caller is cancelled while waiting, the child is cancelled and
- * waited for, and start returns -ECANCELED. -EINVAL, -EPIPE, -ENOMEM,
- * WEFT_ENOTASK. */
+ * waited for, and start returns -ECANCELED. -EINVAL, -EPIPE (g closed),
+ * -ENOMEM, WEFT_ENOTASK. */
 WEFT_API int weft_group_start(weft_group *g, weft_fn fn, void *arg,
                               const weft_spawn_opts *opts, void **value);
 /* Called by a child of weft_group_start: reports readiness. From then on
@@ -363,10 +367,11 @@ typedef struct weft_errors weft_errors;
  *                   failed; the failures are in *errs if errs is not NULL
  *   -ECANCELED      the caller was cancelled from outside and nothing
  *                   failed
- *   -EINVAL         g NULL, or g is not the innermost open scope of the
- *                   caller (nothing closed)
+ *   -EINVAL         g NULL or already closed, or g is not the innermost
+ *                   open scope of the caller (nothing closed)
  * *errs (if errs not NULL) receives NULL or a list the caller frees with
- * weft_errors_free. Cancelled children are never errors. */
+ * weft_errors_free. Cancelled children are never errors. After close the
+ * handle is dead (its record is recycled: see weft_group_spawn). */
 WEFT_API int weft_group_close(weft_group *g, weft_errors **errs);
 
 /* Number of failures in the list (0 for NULL). */

@@ -596,3 +596,66 @@ Test(badinput, run_inside_task, .timeout = 10) {
   cr_assert_null(s.runner);
   cr_assert_eq(s.runner_errno, EBUSY);
 }
+
+typedef struct {
+  weft_task *spawned;
+  int spawn_errno, start_rc, close_rc, fail_rc, cancel_rc, close_again;
+} closed_state;
+
+static int closed_child(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+static int closed_main(void *arg) {
+  closed_state *s = arg;
+  weft_group *g = weft_group_open();
+  cr_assert_not_null(g);
+  cr_assert_eq(weft_group_close(g, NULL), 0);
+  /* g is closed: every use is refused, nothing runs. */
+  errno = 0;
+  s->spawned = weft_group_spawn(g, closed_child, NULL, NULL);
+  s->spawn_errno = errno;
+  s->start_rc = weft_group_start(g, closed_child, NULL, NULL, NULL);
+  s->fail_rc = weft_group_fail(g, -EIO, "late");
+  s->cancel_rc = weft_group_cancel(g);
+  s->close_again = weft_group_close(g, NULL);
+  return 0;
+}
+
+/* A closed group refuses spawns (-EPIPE), start, fail and cancel, and a
+ * second close is -EINVAL: no crash, no child run. */
+Test(badinput, closed_group, .timeout = 10) {
+  closed_state s = {0};
+  cr_assert_eq(weft_run(closed_main, &s), 0);
+  cr_assert_null(s.spawned);
+  cr_assert_eq(s.spawn_errno, EPIPE);
+  cr_assert_eq(s.start_rc, -EPIPE);
+  cr_assert_eq(s.fail_rc, -EPIPE);
+  cr_assert_eq(s.cancel_rc, -EPIPE);
+  cr_assert_eq(s.close_again, -EINVAL);
+}
+
+#include <sys/resource.h>
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+/* Out of file descriptors, weft_run fails with -EMFILE (the poller needs
+ * two), and a runner open with errno EMFILE: no crash, no leak. */
+Test(badinput, emfile, .timeout = 10) {
+  struct rlimit rl = {.rlim_cur = 16, .rlim_max = 16};
+  int fds[16], n = 0;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    cr_skip_test("RLIMIT_NOFILE cannot be lowered here (valgrind refuses)");
+  int fd;
+  while (n < 16 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
+  cr_assert_eq(weft_run(never, NULL), -EMFILE);
+  errno = 0;
+  cr_assert_null(weft_runner_open(NULL));
+  cr_assert_eq(errno, EMFILE);
+  while (n > 0) close(fds[--n]);
+  cr_assert_eq(weft_run(never, NULL), 0);
+}

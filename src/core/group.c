@@ -30,6 +30,10 @@ typedef struct err_entry {
 
 struct weft_group {
   weft__scope sc;
+  weft_group *all_next;  /* every group record of the loop */
+  weft_group *free_next; /* FIFO of closed records */
+  weft_loop *loop;
+  bool closed;
   weft_task *owner;
   weft_task *waiter; /* owner, parked in close */
   size_t nchildren;
@@ -67,9 +71,20 @@ weft_group *weft_group_open(void) {
     errno = -WEFT_ENOTASK;
     return NULL;
   }
-  weft_group *g = malloc(sizeof *g);
-  if (!g) return NULL;
+  weft_loop *L = t->loop;
+  weft_group *g = L->groups_free_head, *all;
+  if (g) {
+    L->groups_free_head = g->free_next;
+    if (!L->groups_free_head) L->groups_free_tail = NULL;
+    all = g->all_next;
+  } else {
+    if (!(g = malloc(sizeof *g))) return NULL;
+    all = L->groups_all;
+    L->groups_all = g;
+  }
   memset(g, 0, sizeof *g);
+  g->all_next = all;
+  g->loop = L;
   g->owner = t;
   g->errs_tail = &g->errs;
   weft__scope_push(t, &g->sc, WEFT_FOREVER, SC_GROUP);
@@ -91,9 +106,17 @@ static weft_task *child_new(weft_loop *L, weft_group *g, weft_fn fn, void *arg,
 
 static int check_group(weft_loop *L, weft_group *g) {
   if (!g) return -EINVAL;
-  if (!L || g->owner->loop != L) return WEFT_ELOOP;
-  if (!(g->sc.flags & SC_OPEN)) return -EPIPE;
+  if (!L || g->loop != L) return WEFT_ELOOP;
+  if (g->closed) return -EPIPE;
   return 0;
+}
+
+void weft__groups_free(weft_loop *L) {
+  for (weft_group *g = L->groups_all, *n; g; g = n) {
+    n = g->all_next;
+    free(g);
+  }
+  L->groups_all = L->groups_free_head = L->groups_free_tail = NULL;
 }
 
 weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
@@ -224,7 +247,8 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   if (errs) *errs = NULL;
   if (!g) return -EINVAL;
   if (!cur) return WEFT_ENOTASK;
-  if (g->owner != cur) return g->owner->loop == L ? -EINVAL : WEFT_ELOOP;
+  if (g->loop != L) return WEFT_ELOOP;
+  if (g->closed || g->owner != cur) return -EINVAL;
   if (cur->scope != &g->sc) return -EINVAL;
   while (g->nchildren) {
     g->waiter = cur;
@@ -238,7 +262,13 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
     *errs = e;
   else
     weft_errors_free(e);
-  free(g);
+  g->closed = true;
+  g->free_next = NULL;
+  if (L->groups_free_tail)
+    L->groups_free_tail->free_next = g;
+  else
+    L->groups_free_head = g;
+  L->groups_free_tail = g;
   return rc;
 }
 

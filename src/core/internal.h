@@ -158,6 +158,10 @@ struct weft_loop {
   size_t ntasks;          /* live (not finished) tasks */
   weft_task *all_head, *all_tail;
   weft_task *free_tasks;  /* recycled task records */
+  /* Closed groups, reused first-in first-out so that a stale handle stays
+   * recognisably closed for as long as possible; freed with the loop. */
+  weft_group *groups_free_head, *groups_free_tail;
+  weft_group *groups_all;
   task_chunk *chunks;     /* task record memory, freed with the loop */
   size_t chunk_left;
   size_t chunk_records;   /* size of the last chunk, in records */
@@ -210,6 +214,7 @@ WEFT__HIDDEN void weft__scope_cancel(weft__scope *s);
 WEFT__HIDDEN void weft__scope_fire(weft__timer *tm);
 
 /* Groups (group.c) */
+WEFT__HIDDEN void weft__groups_free(weft_loop *L);
 WEFT__HIDDEN void weft__group_child_exit(weft_loop *L, weft_task *t);
 
 /* fd waits (loop.c) */

@@ -541,10 +541,15 @@ static weft_loop *loop_new(const weft_config *cfg) {
   L->poller.fd = -1;
   weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
                     cfg->guard_pages != 0, L->debug);
-  if (weft__poller_create(&L->poller) != 0) goto fail;
+  int err;
+  if ((err = weft__poller_create(&L->poller)) != 0) goto fail;
   L->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (L->wake_fd < 0) goto fail;
-  if (weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE) != 0) goto fail;
+  if (L->wake_fd < 0) {
+    err = -errno;
+    goto fail;
+  }
+  if ((err = weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE)) != 0)
+    goto fail;
   L->tsc_usable = tsc_invariant();
   L->now = clock_sample(L);
   if (cfg->instrument) {
@@ -573,7 +578,7 @@ fail:
   weft__poller_destroy(&L->poller);
   weft__stacks_destroy(&L->stacks);
   free(L);
-  errno = ENOMEM;
+  errno = -err; /* EMFILE, ENFILE, ENOMEM... */
   return NULL;
 }
 
@@ -592,6 +597,7 @@ static void loop_free(weft_loop *L) {
     n = c->next;
     munmap(c, c->bytes);
   }
+  weft__groups_free(L);
   weft__timers_free(&L->timers);
   weft__stacks_destroy(&L->stacks);
   close(L->wake_fd);
@@ -626,7 +632,7 @@ int weft_run_with(const weft_config *cfg, weft_fn main, void *arg) {
   if (!main) return -EINVAL;
   if (weft__tls_loop) return -EBUSY;
   weft_loop *L = loop_new(cfg);
-  if (!L) return -ENOMEM;
+  if (!L) return -errno;
   int rc = run_root(L, main, arg);
   loop_free(L);
   return rc;
@@ -648,8 +654,9 @@ weft_runner *weft_runner_open(const weft_config *cfg) {
   if (!r) return NULL;
   r->loop = loop_new(cfg);
   if (!r->loop) {
+    int e = errno;
     free(r);
-    errno = ENOMEM;
+    errno = e;
     return NULL;
   }
   r->thread = pthread_self();
