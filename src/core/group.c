@@ -130,8 +130,7 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
   }
   weft_task *t = child_new(L, g, fn, arg, opts);
   if (!t) return NULL;
-  weft__scope_link(&g->sc, &t->root);
-  if (g->sc.flags & SC_EFF) t->root.flags |= SC_EFF;
+  t->pscope = &g->sc; /* linked there when it first runs */
   weft__task_start(L, L->current, t, opts && opts->eager);
   return t;
 }
@@ -151,8 +150,7 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   t->starter = cur;
   t->start_value = value;
   /* Until it is ready the child lives under the starter's scope. */
-  weft__scope_link(cur->scope, &t->root);
-  if (cur->scope->flags & SC_EFF) t->root.flags |= SC_EFF;
+  t->pscope = cur->scope;
   /* Never eager: the child's report must find the starter parked. */
   weft__task_start(L, cur, t, false);
   return weft__park(L, cur, NULL);
@@ -167,7 +165,8 @@ int weft_started(void *value) {
   t->starter = NULL;
   if (t->start_value) *t->start_value = value;
   t->start_value = NULL;
-  weft__scope_reparent(&t->root, &t->group->sc);
+  t->pscope = &t->group->sc;
+  weft__scope_reparent(&t->b->root, t->pscope);
   weft__wake(st, 0);
   return 0;
 }
@@ -180,7 +179,8 @@ void weft__group_child_exit(weft_loop *L, weft_task *t) {
     t->flags &= ~TF_STARTING;
     if (st) weft__wake(st, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
   } else if (t->result < 0 &&
-             !(t->result == -ECANCELED && (t->root.flags & SC_EFF))) {
+             !(t->result == -ECANCELED &&
+               (t->b ? (t->b->root.flags & SC_EFF) : (t->flags & TF_CANCEL)))) {
     add_error(g, weft_task_name(t), t->result, t->msg);
     t->msg = NULL;
     weft__scope_cancel(&g->sc);

@@ -66,7 +66,7 @@ enum {
   TF_GROUP = 1u << 1,    /* child of a group */
   TF_STARTING = 1u << 2, /* group_start child that has not reported ready */
   TF_ROOT = 1u << 3,     /* root task of weft_run / runner */
-  TF_NAME_HEAP = 1u << 4,
+  TF_CANCEL = 1u << 4,   /* cancelled before it first ran */
 };
 
 typedef struct done_cb {
@@ -75,40 +75,50 @@ typedef struct done_cb {
   void *arg;
 } done_cb;
 
-struct weft_task {
-  weft__ctx ctx;
-  weft_loop *loop;
-  weft__stack *stack; /* NULL until the task first runs */
-  weft_task *rq_next; /* run queue link */
-  weft__scope *scope; /* innermost open scope */
-  int state;
-  int wake_code;      /* set by whoever woke a parked task */
+/* What a task needs only while it has a stack: it lives at the top of the
+ * stack, in the page the task touches first anyway, so a task that is
+ * spawned but has not run yet costs only its (small) record. */
+typedef struct task_body {
+  weft_task *task;
   /* Called when a parked task is cancelled: takes the task off whatever
    * it waits on. NULL: the wait cannot be interrupted. */
   void (*unpark)(weft_task *t);
-  weft_fn fn;
-  void *arg;
-  unsigned flags;
-  int result;
-  uint32_t nunarmed;  /* scopes of this task with an unarmed deadline */
-  size_t stack_size;  /* requested (0: default) */
-  uint64_t id;
+  int wake_code;      /* set by whoever woke a parked task */
+  int wait_fd;        /* fd waited on, or -1 */
+  unsigned wait_events;
+  void *wait_obj;     /* what a parked task waits on (join: the joinee) */
+  void *san_fiber;    /* ThreadSanitizer fiber */
+  int64_t step_start; /* debug: when the current step began */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
-  weft_task *all_prev, *all_next; /* every task record of the loop */
-  weft_task *joiner;  /* task blocked in weft_join on this one */
+} task_body;
+
+struct weft_task {
+  weft__ctx ctx;      /* saved context (the stack pointer): every switch */
+  weft_task *rq_next; /* run queue link */
+  weft_loop *loop;
+  task_body *b;       /* at the top of the stack; NULL when it has none */
+  weft__stack *stack; /* NULL until the task first runs */
+  weft__scope *scope; /* innermost open scope (while it has a stack) */
+  weft_fn fn;
+  void *arg;
+  uint64_t id;
+  int state;
+  unsigned flags;
+  int result;
+  uint32_t stack_size; /* requested, in KiB (0: default) */
+  uint32_t nunarmed;  /* scopes of this task with an unarmed deadline */
+  /* The scope the task's root scope hangs under once it runs: its
+   * group's (or, for a group_start child, its starter's) scope. */
+  weft__scope *pscope;
   weft_group *group;
+  weft_task *joiner;  /* task blocked in weft_join on this one */
+  weft_task *all_prev, *all_next; /* every task record of the loop */
   weft_task *starter; /* task blocked in weft_group_start on this one */
   void **start_value;
   char *msg;          /* weft_fail message */
   done_cb *on_done;
-  int wait_fd;        /* fd waited on, or -1 */
-  unsigned wait_events;
-  int64_t step_start; /* debug: when the current step began */
-  void *wait_obj;     /* what a parked task waits on (join: the joinee) */
-  void *san_fiber;    /* ThreadSanitizer fiber */
-  char *name;         /* points to name_buf or heap; NULL: task-N */
-  char name_buf[24];
+  char *name;         /* heap; NULL: "task-N", made on first use */
 };
 
 /* ---- loop ------------------------------------------------------------ */
@@ -194,7 +204,7 @@ WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child
 WEFT__HIDDEN void weft__task_entry(void *arg);
 WEFT__HIDDEN _Noreturn void weft__task_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN int weft__arm_deadlines(weft_loop *L, weft_task *t);
-WEFT__HIDDEN void weft__task_timer_init(weft_task *t);
+WEFT__HIDDEN void weft__body_init(weft_task *t, task_body *b);
 
 /* Tasks (task.c) */
 WEFT__HIDDEN weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
@@ -251,6 +261,8 @@ static inline weft_task *weft__cur(void) {
 static inline bool weft__cancelled(const weft_task *t) {
   return t->scope->flags & SC_EFF;
 }
+/* Cancels t's root scope, or marks a task that has not run yet. */
+WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 
 WEFT__HIDDEN int64_t weft__clock(void);
 WEFT__HIDDEN int64_t weft__fast_now(weft_loop *L);

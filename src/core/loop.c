@@ -171,7 +171,7 @@ static void do_switch(weft_loop *L, weft__ctx *from, weft_task *to, bool dying) 
 #endif
 #ifdef WEFT_TSAN
   if (dying) zombie_fiber = __tsan_get_current_fiber();
-  __tsan_switch_to_fiber(to ? to->san_fiber : sched_fiber, 0);
+  __tsan_switch_to_fiber(to ? to->b->san_fiber : sched_fiber, 0);
 #endif
   weft__ctx_switch(from, dst);
   after_switch(L, fake);
@@ -188,7 +188,7 @@ void weft__task_entry(void *arg) {
 /* Gives t a stack and a context. False (and t finished with -ENOMEM) if
  * no stack could be had. */
 static bool prepare(weft_loop *L, weft_task *t) {
-  weft__stack *st = weft__stack_get(&L->stacks, t->stack_size);
+  weft__stack *st = weft__stack_get(&L->stacks, (size_t)t->stack_size * 1024);
   if (unlikely(!st)) {
     t->state = T_RUNNING;
     t->result = -ENOMEM;
@@ -202,10 +202,13 @@ static bool prepare(weft_loop *L, weft_task *t) {
   /* A recycled stack still carries the redzones of its last task's frames. */
   ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
+  /* The body goes at the top of the stack, below its descriptor. */
+  task_body *b = (task_body *)(((uintptr_t)st - sizeof(task_body)) & ~(uintptr_t)63);
+  weft__body_init(t, b);
 #ifdef WEFT_TSAN
-  t->san_fiber = __tsan_create_fiber(0);
+  b->san_fiber = __tsan_create_fiber(0);
 #endif
-  weft__ctx_init(&t->ctx, st->lo, st->size, weft__task_entry, t);
+  weft__ctx_init(&t->ctx, st->lo, (size_t)((char *)b - st->lo), weft__task_entry, t);
   return true;
 }
 
@@ -245,15 +248,18 @@ static inline void begin_step(weft_loop *L, weft_task *t) {
 
 /* The current task `cur` stops running (it parked, yielded or is dying):
  * run the next ready task, or the scheduler. Returns when cur resumes. */
-static void switch_away(weft_loop *L, weft_task *cur, bool dying) {
-  WEFT__INSTR(L, step_end, cur);
-  if (unlikely(L->debug)) weft__debug_switch_check(L, cur);
+static void switch_away(weft_loop *L, weft_task *cur, weft__ctx *save,
+                        bool dying) {
+  if (!dying) { /* a dying task ended its step before it finished */
+    WEFT__INSTR(L, step_end, cur);
+    if (unlikely(L->debug)) weft__debug_switch_check(L, cur);
+  }
   for (;;) {
     weft_task *next = NULL;
     if (likely(L->budget > 0)) next = rq_pop(L);
     if (!next) {
       L->current = NULL;
-      do_switch(L, &cur->ctx, NULL, dying);
+      do_switch(L, save, NULL, dying);
       return;
     }
     L->budget--;
@@ -263,29 +269,29 @@ static void switch_away(weft_loop *L, weft_task *cur, bool dying) {
     }
     if (!next->stack && !prepare(L, next)) continue;
     begin_step(L, next);
-    do_switch(L, &cur->ctx, next, dying);
+    do_switch(L, save, next, dying);
     return;
   }
 }
 
 int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
-  t->unpark = unpark;
+  t->b->unpark = unpark;
   t->state = T_PARKED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
-  switch_away(L, t, false);
-  return t->wake_code;
+  switch_away(L, t, &t->ctx, false);
+  return t->b->wake_code;
 }
 
 void weft__wake(weft_task *t, int code) {
   if (unlikely(t->state != T_PARKED)) return;
-  t->wake_code = code;
-  t->unpark = NULL;
+  t->b->wake_code = code;
+  t->b->unpark = NULL;
   weft__ready(t->loop, t);
 }
 
 void weft__interrupt(weft_task *t) {
-  if (t->state == T_PARKED && t->unpark) {
-    t->unpark(t);
+  if (t->state == T_PARKED && t->b->unpark) {
+    t->b->unpark(t);
     weft__wake(t, -ECANCELED);
   }
 }
@@ -301,11 +307,17 @@ void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child) {
 
 _Noreturn void weft__task_exit(weft_loop *L, weft_task *t) {
   weft__stack *st = t->stack;
-  if (unlikely(L->debug)) weft__debug_task_exit(L, t);
+  WEFT__INSTR(L, step_end, t);
+  if (unlikely(L->debug)) {
+    weft__debug_switch_check(L, t);
+    weft__debug_task_exit(L, t);
+  }
   t->stack = NULL;
   weft__task_finish(L, t); /* may recycle the record: only st from here */
   L->zombie = st;
-  switch_away(L, t, true);
+  /* The dead context is saved in the (maybe recycled) record: harmless,
+   * nothing runs before the switch and nothing reads it after. */
+  switch_away(L, t, &t->ctx, true);
   __builtin_unreachable();
 }
 
@@ -320,7 +332,7 @@ int weft_yield(void) {
   /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
   if (!L->rq_head) L->budget = 0;
   weft__ready(L, t);
-  switch_away(L, t, false);
+  switch_away(L, t, &t->ctx, false);
   return weft__cancelled(t) ? -ECANCELED : 0;
 }
 
@@ -331,7 +343,7 @@ int weft_check_cancel(void) {
 }
 
 static void sleep_unpark(weft_task *t) {
-  weft__timers_del(&t->loop->timers, &t->tm);
+  weft__timers_del(&t->loop->timers, &t->b->tm);
 }
 
 int weft_sleep_until(int64_t deadline) {
@@ -340,8 +352,8 @@ int weft_sleep_until(int64_t deadline) {
   if (!t) return WEFT_ENOTASK;
   if (weft__cancelled(t)) return -ECANCELED;
   if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
-  t->tm.when = deadline;
-  if (weft__timers_add(&L->timers, &t->tm) != 0) return -ENOMEM;
+  t->b->tm.when = deadline;
+  if (weft__timers_add(&L->timers, &t->b->tm) != 0) return -ENOMEM;
   return weft__park(L, t, sleep_unpark);
 }
 
@@ -356,8 +368,8 @@ int weft_sleep(int64_t duration) {
 
 /* Timer of a task: a sleep ends (0) or an fd wait times out. */
 static void task_timer_fire(weft__timer *tm) {
-  weft_task *t = (weft_task *)((char *)tm - offsetof(weft_task, tm));
-  if (t->wait_fd >= 0) {
+  weft_task *t = ((task_body *)((char *)tm - offsetof(task_body, tm)))->task;
+  if (t->b->wait_fd >= 0) {
     weft__fd_unwait(t);
     weft__wake(t, -ETIMEDOUT);
   } else {
@@ -365,7 +377,29 @@ static void task_timer_fire(weft__timer *tm) {
   }
 }
 
-void weft__task_timer_init(weft_task *t) { weft__timer_init(&t->tm, task_timer_fire); }
+void weft__body_init(weft_task *t, task_body *b) {
+  b->task = t;
+  b->unpark = NULL;
+  b->wake_code = 0;
+  b->wait_fd = -1;
+  b->wait_events = 0;
+  b->wait_obj = NULL;
+  b->san_fiber = NULL;
+  b->step_start = 0;
+  weft__timer_init(&b->tm, task_timer_fire);
+  weft__scope *r = &b->root;
+  r->parent = r->inner = r->child_head = r->prev = r->next = NULL;
+  r->task = t;
+  weft__timer_init(&r->timer, weft__scope_fire);
+  r->flags = SC_OPEN | SC_ROOT;
+  if (t->flags & TF_CANCEL) r->flags |= SC_CANCELLED | SC_EFF;
+  if (t->pscope) {
+    weft__scope_link(t->pscope, r);
+    if (t->pscope->flags & SC_EFF) r->flags |= SC_EFF;
+  }
+  t->scope = r;
+  t->b = b;
+}
 
 static unsigned interest_of(const fd_entry *e) {
   return (e->reader ? WEFT_READABLE : 0u) | (e->writer ? WEFT_WRITABLE : 0u);
@@ -373,21 +407,21 @@ static unsigned interest_of(const fd_entry *e) {
 
 void weft__fd_unwait(weft_task *t) {
   weft_loop *L = t->loop;
-  fd_entry *e = &L->fds[t->wait_fd];
+  fd_entry *e = &L->fds[t->b->wait_fd];
   if (e->reader == t) e->reader = NULL;
   if (e->writer == t) e->writer = NULL;
   unsigned want = interest_of(e);
   if (want != e->interest) {
     /* The fd may have been closed meanwhile: epoll forgot it then. */
-    weft__poller_ctl(&L->poller, t->wait_fd, e->interest, want);
+    weft__poller_ctl(&L->poller, t->b->wait_fd, e->interest, want);
     e->interest = want;
   }
-  t->wait_fd = -1;
+  t->b->wait_fd = -1;
   L->nfd_waiters--;
 }
 
 static void fd_unpark(weft_task *t) {
-  weft__timers_del(&t->loop->timers, &t->tm);
+  weft__timers_del(&t->loop->timers, &t->b->tm);
   weft__fd_unwait(t);
 }
 
@@ -427,12 +461,12 @@ int weft_wait_fd(int fd, int events, int64_t deadline) {
   e->interest = want;
   if (events & WEFT_READABLE) e->reader = t;
   if (events & WEFT_WRITABLE) e->writer = t;
-  t->wait_fd = fd;
-  t->wait_events = (unsigned)events;
+  t->b->wait_fd = fd;
+  t->b->wait_events = (unsigned)events;
   L->nfd_waiters++;
   if (deadline != WEFT_FOREVER) {
-    t->tm.when = deadline;
-    if (weft__timers_add(&L->timers, &t->tm) != 0) {
+    t->b->tm.when = deadline;
+    if (weft__timers_add(&L->timers, &t->b->tm) != 0) {
       weft__fd_unwait(t);
       return -ENOMEM;
     }
@@ -456,7 +490,7 @@ static void fd_ready(weft_loop *L, int fd, unsigned ev) {
   for (int i = 0; i < 2; i++) {
     weft_task *t = w[i];
     if (!t) continue;
-    unsigned got = ev & (t->wait_events | WEFT_ERROR | WEFT_HANGUP);
+    unsigned got = ev & (t->b->wait_events | WEFT_ERROR | WEFT_HANGUP);
     fd_unpark(t);
     weft__wake(t, (int)got);
   }
@@ -586,7 +620,7 @@ fail:
 static void loop_free(weft_loop *L) {
   L->stopping = true;
   for (weft_task *t = L->all_head; t; t = t->all_next)
-    if (t->state != T_DONE) weft__scope_cancel(&t->root);
+    if (t->state != T_DONE) weft__task_cancel(t);
   run_until(L, NULL);
   if (L->debug) weft__debug_stop(L);
   for (weft_task *t = L->all_head, *n; t; t = n) {

@@ -49,49 +49,31 @@ static weft_task *record_alloc(weft_loop *L) {
   return t;
 }
 
-static void set_name(weft_task *t, const char *name) {
-  size_t n = strlen(name);
-  if (n < sizeof t->name_buf) {
-    memcpy(t->name_buf, name, n + 1);
-    t->name = t->name_buf;
-  } else if ((t->name = strdup(name)) != NULL) {
-    t->flags |= TF_NAME_HEAP;
-  }
-}
-
 weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
                           const weft_spawn_opts *opts) {
   weft_task *t = record_alloc(L);
   if (!t) return NULL;
   t->loop = L;
+  t->b = NULL;
   t->stack = NULL;
-  t->scope = &t->root;
+  t->scope = NULL;
   t->state = T_NEW;
-  t->unpark = NULL;
   t->fn = fn;
   t->arg = arg;
-  t->flags = 0;
+  t->flags = L->stopping ? TF_CANCEL : 0;
   t->result = 0;
   t->nunarmed = 0;
-  t->stack_size = opts ? opts->stack_size : 0;
+  size_t kib = opts ? (opts->stack_size + 1023) / 1024 : 0;
+  t->stack_size = kib > UINT32_MAX ? UINT32_MAX : (uint32_t)kib;
   t->id = ++L->next_id;
-  t->root.parent = NULL;
-  t->root.inner = t->root.child_head = t->root.prev = t->root.next = NULL;
-  t->root.task = t;
-  weft__timer_init(&t->root.timer, weft__scope_fire);
-  t->root.flags = SC_OPEN | SC_ROOT;
-  weft__task_timer_init(t);
+  t->pscope = NULL;
   t->joiner = NULL;
   t->group = NULL;
   t->starter = NULL;
   t->start_value = NULL;
   t->msg = NULL;
   t->on_done = NULL;
-  t->wait_fd = -1;
-  t->wait_obj = NULL;
-  t->san_fiber = NULL;
-  t->name = NULL;
-  if (opts && opts->name) set_name(t, opts->name);
+  t->name = opts && opts->name ? strdup(opts->name) : NULL;
   t->all_next = NULL;
   t->all_prev = L->all_tail;
   if (L->all_tail)
@@ -100,7 +82,6 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
     L->all_head = t;
   L->all_tail = t;
   L->ntasks++;
-  if (L->stopping) t->root.flags |= SC_CANCELLED | SC_EFF;
   return t;
 }
 
@@ -115,7 +96,7 @@ void weft__task_free(weft_loop *L, weft_task *t) {
     L->all_tail = t->all_prev;
   free(t->msg);
   t->msg = NULL;
-  if (t->flags & TF_NAME_HEAP) free(t->name);
+  free(t->name);
   t->name = NULL;
   for (done_cb *c = t->on_done, *n; c; c = n) {
     n = c->next;
@@ -137,8 +118,9 @@ void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t, bool eager) {
 }
 
 void weft__task_finish(weft_loop *L, weft_task *t) {
+  task_body *b = t->b; /* NULL if it never got a stack */
   /* Scopes the body left open (a bug, reported in debug mode). */
-  while (t->scope != &t->root) {
+  while (b && t->scope != &b->root) {
     weft__scope *s = t->scope;
     if (L->debug)
       fprintf(stderr, "weft: debug: task '%s' returned with an open %s\n",
@@ -149,8 +131,9 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   L->ntasks--;
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
-  weft__scope_unlink(&t->root);
-  if (weft__timer_armed(&t->root.timer)) weft__timers_del(&L->timers, &t->root.timer);
+  if (b) weft__scope_unlink(&b->root);
+  t->b = NULL;
+  t->scope = NULL;
   if (t->joiner) {
     weft_task *j = t->joiner;
     t->joiner = NULL;
@@ -196,7 +179,7 @@ static int check_handle(weft_loop *L, const weft_task *t) {
 }
 
 static void join_unpark(weft_task *j) {
-  weft_task *t = j->wait_obj;
+  weft_task *t = j->b->wait_obj;
   if (t && t->joiner == j) t->joiner = NULL;
 }
 
@@ -217,9 +200,9 @@ static int join(weft_task *t, bool *consumed) {
   if (weft__cancelled(cur)) return -ECANCELED;
   if (t->state != T_DONE) {
     t->joiner = cur;
-    cur->wait_obj = t;
+    cur->b->wait_obj = t;
     rc = weft__park(L, cur, join_unpark);
-    cur->wait_obj = NULL;
+    cur->b->wait_obj = NULL;
     if (rc < 0) return rc;
   }
   rc = t->result;
@@ -250,7 +233,7 @@ int weft_join_until(weft_task *t, int64_t deadline) {
   }
   /* Our deadline fired or we were cancelled: cancel t and wait for it to
    * finish, whatever happens to us meanwhile. */
-  weft__scope_cancel(&t->root);
+  weft__task_cancel(t);
   if (t->state != T_DONE) {
     t->joiner = cur;
     weft__park(L, cur, NULL);
@@ -279,8 +262,15 @@ int weft_cancel(weft_task *t) {
   int rc = check_handle(L, t);
   if (rc) return rc;
   if (t->state == T_DONE) return 0;
-  weft__scope_cancel(&t->root);
+  weft__task_cancel(t);
   return 0;
+}
+
+void weft__task_cancel(weft_task *t) {
+  if (t->b)
+    weft__scope_cancel(&t->b->root);
+  else
+    t->flags |= TF_CANCEL; /* applied when it first runs */
 }
 
 bool weft_task_done(const weft_task *t) { return t && t->state >= T_DONE; }
@@ -295,10 +285,10 @@ int weft_task_error(const weft_task *t, const char **msg) {
 const char *weft_task_name(const weft_task *t) {
   if (!t) return "";
   if (!t->name) { /* formatted on first use: spawning stays cheap */
-    weft_task *m = (weft_task *)t;
-    snprintf(m->name_buf, sizeof m->name_buf, "task-%llu",
-             (unsigned long long)t->id);
-    m->name = m->name_buf;
+    char buf[32];
+    snprintf(buf, sizeof buf, "task-%llu", (unsigned long long)t->id);
+    ((weft_task *)t)->name = strdup(buf);
+    if (!t->name) return "task-?";
   }
   return t->name;
 }
@@ -369,13 +359,7 @@ int weft_dump_tasks(int fd) {
   if (!L) return WEFT_ENOTASK;
   for (weft_task *t = L->all_head; t; t = t->all_next) {
     if (t->state == T_FREE) continue;
-    const char *grp = "";
-    char gbuf[48] = "";
-    if ((t->flags & TF_GROUP) && t->group) {
-      snprintf(gbuf, sizeof gbuf, " (in a group of %s)",
-               weft_task_name(t->root.parent ? t->root.parent->task : NULL));
-      grp = gbuf;
-    }
+    const char *grp = (t->flags & TF_GROUP) ? " (group child)" : "";
     int rc = weft__fdprintf(fd, "%8llu  %-24s %s%s%s\n",
                             (unsigned long long)t->id, weft_task_name(t),
                             state_name(t->state), grp,
