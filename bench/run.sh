@@ -28,20 +28,16 @@ raw=${RAW:-$tmp/raw.jsonl}
 : >"$raw"
 
 # --- build ---------------------------------------------------------------
-# `make bench` when the top-level Makefile has it; else a Release build of
-# its own in BUILD_DIR (default build-bench/), since a Debug build/ would
-# measure the wrong thing.
+# A Release build of its own in BUILD_DIR (default build-bench/): a build/
+# configured for Debug (or with sanitizers) would measure the wrong thing.
 if [ -n "${WEFT_BENCH:-}" ]; then
   weft=$WEFT_BENCH
-elif [ -f "$root/Makefile" ] && grep -q '^bench:' "$root/Makefile"; then
-  make -C "$root" bench >&2
-  weft=$(ls -t "$root"/build*/bin/weft-bench "$root"/build*/weft-bench "$root"/bench/weft-bench 2>/dev/null | head -1 || true)
 else
   bdir=${BUILD_DIR:-$root/build-bench}
-  [ -f "$bdir/CMakeCache.txt" ] ||
-    cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF >&2
+  cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DWEFT_SANITIZE= \
+    -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF >&2
   cmake --build "$bdir" --target weft-bench -j"$(nproc)" >&2
-  weft=$(ls -t "$bdir"/bin/weft-bench "$bdir"/weft-bench 2>/dev/null | head -1 || true)
+  weft=$bdir/bin/weft-bench
 fi
 [ -n "${weft:-}" ] && [ -x "$weft" ] || { echo "run.sh: no weft-bench binary found" >&2; exit 1; }
 

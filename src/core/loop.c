@@ -125,13 +125,8 @@ static int64_t clock_sample(weft_loop *L) {
   return now;
 }
 
-int64_t weft__fast_now(weft_loop *L) {
-  if (likely(L->tsc_mult)) {
-    uint64_t d = tsc_read() - L->anchor_tsc;
-    return L->anchor_ns + (int64_t)(((unsigned __int128)d * L->tsc_mult) >> 32);
-  }
-  return clock_sample(L);
-}
+/* weft__fast_now (internal.h) when the TSC is not calibrated (yet). */
+int64_t weft__fast_now_slow(weft_loop *L) { return clock_sample(L); }
 
 weft_loop *weft_loop_current(void) { return weft__tls_loop; }
 

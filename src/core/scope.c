@@ -187,12 +187,15 @@ int weft_scope_open_shielded(weft_scope *s, int64_t deadline) {
 
 int weft_scope_open_after(weft_scope *s, int64_t duration) {
   weft_loop *L = weft__tls_loop;
-  if (!s) return -EINVAL;
-  if (!L || !L->current) return WEFT_ENOTASK;
+  weft_task *t;
+  if (unlikely(!s)) return -EINVAL;
+  if (unlikely(!L || !(t = L->current))) return WEFT_ENOTASK;
   if (duration < 0) duration = 0;
   int64_t now = weft__fast_now(L);
-  return open_scope(s, duration > WEFT_FOREVER - now ? WEFT_FOREVER
-                                                     : now + duration, 0);
+  weft__scope_push(t, (weft__scope *)s,
+                   duration > WEFT_FOREVER - now ? WEFT_FOREVER : now + duration,
+                   0);
+  return 0;
 }
 
 static int check_open(const weft__scope *s) {
