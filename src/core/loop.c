@@ -76,7 +76,7 @@ int64_t weft_now(void) { return weft__clock(); }
  * weft_sleep). clock_gettime costs 17-28 ns on the VMs weft is measured
  * on, most of a timeout scope's budget; reading the TSC costs 7 ns. On
  * x86-64 with an invariant TSC, the loop calibrates ns per tick against
- * CLOCK_MONOTONIC (over at least 10 ms, refined at every loop turn over the
+ * CLOCK_MONOTONIC (over at least 1 ms, refined at every loop turn over the
  * loop's whole life, from reads bracketed tightly enough to trust) and extrapolates from the (clock, tsc) pair of the
  * last loop turn, so the error is a few parts per million of the time
  * since that turn: nanoseconds. Until calibrated, and elsewhere, it is
@@ -98,8 +98,14 @@ static bool tsc_invariant(void) { return false; }
 static inline uint64_t tsc_read(void) { return 0; }
 #endif
 
-#define TSC_CAL_NS 10000000 /* calibrate over 10 ms at least */
-#define TSC_BRACKET 100000   /* ticks: ~40 us at 2.5 GHz */
+/* A (clock, tsc) pair is trusted when the two TSC reads around the clock
+ * read are at most TSC_BRACKET ticks apart (a clock read takes ~50 ticks;
+ * more means the thread was interrupted), so its error is at most half of
+ * that: ~0.4 us. Over the first TSC_CAL_NS that bounds the rate's error by
+ * 4e-4 (typically 2e-5); every later loop turn refines it over the whole
+ * life of the loop. */
+#define TSC_CAL_NS 1000000 /* calibrate over 1 ms at least */
+#define TSC_BRACKET 2000
 
 /* Reads the clock, and when the TSC is in use records a (clock, tsc) pair
  * and refines the rate. A pair whose clock read took too long (the thread

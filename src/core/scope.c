@@ -43,12 +43,13 @@ void weft__scope_unlink(weft__scope *s) {
 void weft__scope_push(weft_task *t, weft__scope *s, int64_t deadline,
                       unsigned flags) {
   weft__scope *p = t->scope;
+  /* prev/next only matter in a child list (root scopes), and the timer's
+   * fire function is set when it is armed: the timeout path stays short. */
   s->parent = p;
   s->inner = NULL;
-  s->child_head = s->prev = s->next = NULL;
+  s->child_head = NULL;
   s->task = t;
   s->timer.idx = WEFT__TIMER_IDLE;
-  s->timer.fire = weft__scope_fire;
   s->timer.when = deadline;
   p->inner = s;
   flags |= SC_OPEN;
@@ -79,6 +80,7 @@ int weft__arm_deadlines(weft_loop *L, weft_task *t) {
     if (!(s->flags & SC_UNARMED)) continue;
     s->flags &= ~SC_UNARMED;
     t->nunarmed--;
+    s->timer.fire = weft__scope_fire;
     if (weft__timers_add(&L->timers, &s->timer) != 0) {
       /* No memory for the heap: fire now rather than never. */
       s->flags |= SC_FIRED;
@@ -238,8 +240,9 @@ int weft_scope_reschedule(weft_scope *ps, int64_t deadline) {
     if (L->current == t) { /* armed when t next suspends */
       s->flags |= SC_UNARMED;
       t->nunarmed++;
-    } else if (weft__timers_add(&L->timers, &s->timer) != 0) {
-      return -ENOMEM;
+    } else {
+      s->timer.fire = weft__scope_fire;
+      if (weft__timers_add(&L->timers, &s->timer) != 0) return -ENOMEM;
     }
   }
   return 0;
