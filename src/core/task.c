@@ -94,15 +94,17 @@ void weft__task_free(weft_loop *L, weft_task *t) {
     t->all_next->all_prev = t->all_prev;
   else
     L->all_tail = t->all_prev;
-  free(t->msg);
-  t->msg = NULL;
-  free(t->name);
-  t->name = NULL;
-  for (done_cb *c = t->on_done, *n; c; c = n) {
-    n = c->next;
-    free(c);
+  if (unlikely(t->msg || t->name || t->on_done)) { /* rare: no calls */
+    free(t->msg);
+    t->msg = NULL;
+    free(t->name);
+    t->name = NULL;
+    for (done_cb *c = t->on_done, *n; c; c = n) {
+      n = c->next;
+      free(c);
+    }
+    t->on_done = NULL;
   }
-  t->on_done = NULL;
   t->state = T_FREE;
   t->flags = 0;
   t->rq_next = L->free_tasks;
