@@ -9,14 +9,7 @@
 #include "core/internal.h"
 #include "helpers.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "ctx/valgrind_compat.h"
 
 typedef struct {
   char out[8192];

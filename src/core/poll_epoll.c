@@ -8,14 +8,7 @@
 #include "core/poller.h"
 #include "weft.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "ctx/valgrind_compat.h"
 
 int weft__poller_create(weft__poller *p) {
   p->fd = epoll_create1(EPOLL_CLOEXEC);

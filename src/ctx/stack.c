@@ -9,17 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>) && !defined(WEFT_NO_VALGRIND)
-#include <valgrind/valgrind.h>
-#define WEFT_HAVE_VALGRIND 1
-#endif
-#endif
-#ifndef WEFT_HAVE_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#define VALGRIND_STACK_REGISTER(a, b) 0
-#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
-#endif
+#include "ctx/valgrind_compat.h"
 
 #ifndef MAP_STACK
 #define MAP_STACK 0
