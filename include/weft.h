@@ -189,7 +189,8 @@ WEFT_API int weft_join(weft_task *t);
 /* asyncio.wait_for: as weft_join, but if t is not done by `deadline` (or
  * the caller is cancelled) t is cancelled and waited for; then returns
  * -ETIMEDOUT (deadline) or -ECANCELED (caller cancelled). The handle is
- * released in every case but -EINVAL/-EDEADLK/-EBUSY/-ESRCH. */
+ * released in every case but -EINVAL, -EDEADLK, -EBUSY, -ESRCH,
+ * WEFT_ENOTASK and WEFT_ELOOP. */
 WEFT_API int weft_join_until(weft_task *t, int64_t deadline);
 
 /* Gives up the handle: the task runs on and frees itself when done.
@@ -243,22 +244,26 @@ WEFT_API int weft_dump_tasks(int fd);
 /* Sleeping and checkpoints                                            */
 /* ------------------------------------------------------------------ */
 
-/* asyncio.sleep(0): lets every other ready task run once. 0, -ECANCELED,
- * WEFT_ENOTASK, WEFT_ELOOP (another thread's task). */
+/* asyncio.sleep(0): lets every other ready task run once (and timers and
+ * I/O get a look, as in a loop iteration). 0, -ECANCELED, WEFT_ENOTASK. */
 WEFT_API int weft_yield(void);
-/* Sleeps for `duration` ns (negative: 0). 0, -ECANCELED, WEFT_ENOTASK. */
+/* Sleeps for `duration` ns (negative: 0); never returns early. 0,
+ * -ECANCELED, -ENOMEM (timer heap), WEFT_ENOTASK. */
 WEFT_API int weft_sleep(int64_t duration);
-/* Sleeps until `deadline`. 0, -ECANCELED, WEFT_ENOTASK. */
+/* Sleeps until `deadline` (WEFT_FOREVER: until cancelled). 0, -ECANCELED,
+ * -ENOMEM, WEFT_ENOTASK. */
 WEFT_API int weft_sleep_until(int64_t deadline);
 /* Returns -ECANCELED if the caller is in a cancelled scope, else 0,
  * without suspending. WEFT_ENOTASK outside a task. */
 WEFT_API int weft_check_cancel(void);
 
 /* Waits until fd is ready for `events` (WEFT_READABLE, WEFT_WRITABLE) or
- * `deadline` passes. Returns the ready events (> 0, may include
- * WEFT_HANGUP/WEFT_ERROR), -ETIMEDOUT, -ECANCELED, -EBADF (fd not open or
- * not pollable: -EPERM from epoll is returned as -EPERM), -EEXIST (another
- * task waits on the same fd and event), -EINVAL (no events), WEFT_ENOTASK. */
+ * `deadline` passes (WEFT_FOREVER: no deadline). Returns the ready events
+ * (> 0, may include WEFT_HANGUP and WEFT_ERROR), or -ETIMEDOUT, -ECANCELED,
+ * -EBADF (fd not open), -EPERM (fd cannot be polled, e.g. a regular file),
+ * -EEXIST (another task already waits for the same event on fd), -EINVAL
+ * (no event asked), -ENOMEM, WEFT_ENOTASK. Readiness is level-triggered:
+ * waiting again without reading returns at once. */
 #define WEFT_READABLE 0x1
 #define WEFT_WRITABLE 0x4
 #define WEFT_ERROR 0x8
