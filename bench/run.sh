@@ -11,7 +11,7 @@
 #        PIN=1          run both under `taskset -c 1` (PIN=CPU picks another CPU)
 #        PEERS_DIR=...  the peer kit (default: ../../shared/bench/peers from this script's folder)
 #        WEFT_BENCH=... a weft-bench binary to use instead of building one
-#        BUILD_DIR=...  where to build it without `make bench` (default: build-bench/, Release)
+#        BUILD_DIR=...  where to build it (default: build-bench/, always Release)
 #        RAW=file       also keep the raw JSON lines in this file
 set -euo pipefail
 
