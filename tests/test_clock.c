@@ -4,6 +4,7 @@
  * and timeouts never end early.
  */
 #include "core/internal.h"
+#include "ctx/valgrind_compat.h"
 #include "helpers.h"
 
 typedef struct {
@@ -38,7 +39,9 @@ static int clock_main(void *arg) {
 Test(clock, fast_clock_tracks_monotonic, .timeout = 10) {
   clk_state s = {0};
   cr_assert_eq(weft_run(clock_main, &s), 0);
-  cr_assert(s.calibrated);
+  /* Under valgrind clock reads are too slow to bracket: no calibration,
+   * and the fast clock is the real one. */
+  if (!RUNNING_ON_VALGRIND) cr_assert(s.calibrated);
   cr_assert_gt(s.samples, 1000);
   cr_assert_leq(s.max_behind, 0, "behind by %lld ns", (long long)s.max_behind);
   cr_assert_lt(s.max_ahead, WEFT_MS(1), "ahead by %lld ns",
