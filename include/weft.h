@@ -159,7 +159,8 @@ WEFT_API int weft_instrument_remove(const weft_instrument *ins, void *arg);
 /* ------------------------------------------------------------------ */
 
 typedef struct weft_spawn_opts {
-  /* Copied. NULL: "task-N" with N the task id. */
+  /* Copied (one allocation, freed with the record). NULL: "task-N" with
+   * N the task id, formatted only if someone asks for the name. */
   const char *name;
   /* Usable stack bytes; 0: the loop's default. */
   size_t stack_size;

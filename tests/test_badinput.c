@@ -602,11 +602,6 @@ typedef struct {
   int spawn_errno, start_rc, close_rc, fail_rc, cancel_rc, close_again;
 } closed_state;
 
-static int closed_child(void *arg) {
-  (void)arg;
-  return 0;
-}
-
 static int closed_main(void *arg) {
   closed_state *s = arg;
   weft_group *g = weft_group_open();
@@ -614,9 +609,9 @@ static int closed_main(void *arg) {
   cr_assert_eq(weft_group_close(g, NULL), 0);
   /* g is closed: every use is refused, nothing runs. */
   errno = 0;
-  s->spawned = weft_group_spawn(g, closed_child, NULL, NULL);
+  s->spawned = weft_group_spawn(g, nop, NULL, NULL);
   s->spawn_errno = errno;
-  s->start_rc = weft_group_start(g, closed_child, NULL, NULL, NULL);
+  s->start_rc = weft_group_start(g, nop, NULL, NULL, NULL);
   s->fail_rc = weft_group_fail(g, -EIO, "late");
   s->cancel_rc = weft_group_cancel(g);
   s->close_again = weft_group_close(g, NULL);
@@ -638,11 +633,6 @@ Test(badinput, closed_group, .timeout = 10) {
 
 #include <sys/resource.h>
 
-static int never(void *arg) {
-  (void)arg;
-  return 0;
-}
-
 /* Out of file descriptors, weft_run fails with -EMFILE (the poller needs
  * two), and a runner open with errno EMFILE: no crash, no leak. */
 Test(badinput, emfile, .timeout = 10) {
@@ -652,10 +642,10 @@ Test(badinput, emfile, .timeout = 10) {
     cr_skip_test("RLIMIT_NOFILE cannot be lowered here (valgrind refuses)");
   int fd;
   while (n < 16 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
-  cr_assert_eq(weft_run(never, NULL), -EMFILE);
+  cr_assert_eq(weft_run(nop, NULL), -EMFILE);
   errno = 0;
   cr_assert_null(weft_runner_open(NULL));
   cr_assert_eq(errno, EMFILE);
   while (n > 0) close(fds[--n]);
-  cr_assert_eq(weft_run(never, NULL), 0);
+  cr_assert_eq(weft_run(nop, NULL), 0);
 }

@@ -16,8 +16,10 @@ typedef struct {
   int status;
 } child_run;
 
-/* Runs fn in a child process, with stderr in out. */
-static void run_child(void (*fn)(void), child_run *r) {
+/* Runs weft_run_with(cfg, main, arg) in a child process, with its stderr
+ * in r->out; the child exits 0 when main returned 0. */
+static void run_child(const weft_config *cfg, weft_fn main, void *arg,
+                      child_run *r) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = fork();
@@ -25,8 +27,7 @@ static void run_child(void (*fn)(void), child_run *r) {
   if (pid == 0) {
     dup2(p[1], 2);
     close(p[0]);
-    fn();
-    _exit(0);
+    _exit(weft_run_with(cfg, main, arg) == 0 ? 0 : 1);
   }
   close(p[1]);
   size_t n = 0;
@@ -39,10 +40,23 @@ static void run_child(void (*fn)(void), child_run *r) {
   cr_assert_eq(waitpid(pid, &r->status, 0), pid);
 }
 
-static weft_config debug_cfg(void) {
+/* The defaults with debug mode on, or off (debug 0). */
+/* A root that runs one named child and returns its result. */
+typedef struct {
+  weft_fn fn;
+  const char *name;
+  size_t stack_size;
+} named_child;
+static int join_named(void *arg) {
+  named_child *n = arg;
+  weft_spawn_opts o = {.name = n->name, .stack_size = n->stack_size};
+  return weft_join(weft_spawn(n->fn, NULL, &o));
+}
+
+static weft_config config(int debug) {
   weft_config c;
   weft_config_init(&c);
-  c.debug = 1;
+  c.debug = debug;
   return c;
 }
 
@@ -53,21 +67,14 @@ static int busy(void *arg) {
   }
   return 0;
 }
-static int slow_main(void *arg) {
-  (void)arg;
-  weft_spawn_opts o = {.name = "hog"};
-  return weft_join(weft_spawn(busy, NULL, &o));
-}
-static void slow_step(void) {
-  weft_config c = debug_cfg();
-  weft_run_with(&c, slow_main, NULL);
-}
 
 /* A step over 100 ms without a checkpoint is reported with the task's
  * name and duration. */
 Test(debug, long_step_warning, .timeout = 10) {
   child_run r;
-  run_child(slow_step, &r);
+  weft_config c = config(1);
+  named_child n = {busy, "hog", 0};
+  run_child(&c, join_named, &n, &r);
   cr_assert(WIFEXITED(r.status));
   cr_assert_not_null(strstr(r.out, "task 'hog' ran"), "%s", r.out);
   cr_assert_not_null(strstr(r.out, "without a checkpoint"), "%s", r.out);
@@ -83,16 +90,13 @@ static int leak_main(void *arg) {
   weft_spawn(nothing, NULL, &o);
   return weft_sleep(WEFT_MS(1));
 }
-static void leak_handle(void) {
-  weft_config c = debug_cfg();
-  weft_run_with(&c, leak_main, NULL);
-}
 
 /* Tasks whose handle was never joined or detached are listed at exit,
  * as is the stack high-water mark. */
 Test(debug, unjoined_and_high_water, .timeout = 10) {
   child_run r;
-  run_child(leak_handle, &r);
+  weft_config c = config(1);
+  run_child(&c, leak_main, NULL, &r);
   cr_assert(WIFEXITED(r.status));
   cr_assert_not_null(strstr(r.out, "'forgotten' was never joined"), "%s", r.out);
   cr_assert_not_null(strstr(r.out, "stack high-water mark"), "%s", r.out);
@@ -103,17 +107,12 @@ static int no_debug_main(void *arg) {
   weft_spawn(nothing, NULL, NULL);
   return 0;
 }
-static void quiet(void) {
-  weft_config c;
-  weft_config_init(&c);
-  c.debug = 0;
-  weft_run_with(&c, no_debug_main, NULL);
-}
 
 /* Without debug mode weft prints nothing. */
 Test(debug, silent_when_off, .timeout = 10) {
   child_run r;
-  run_child(quiet, &r);
+  weft_config c = config(0);
+  run_child(&c, no_debug_main, NULL, &r);
   cr_assert(WIFEXITED(r.status));
   cr_assert_str_eq(r.out, "");
 }
@@ -130,15 +129,6 @@ static int deep(void *arg) {
   (void)arg;
   return recurse(NULL, 0);
 }
-static int overflow_main(void *arg) {
-  (void)arg;
-  weft_spawn_opts o = {.name = "deep", .stack_size = 64 * 1024};
-  return weft_join(weft_spawn(deep, NULL, &o));
-}
-static void overflow(void) {
-  weft_config c = debug_cfg();
-  weft_run_with(&c, overflow_main, NULL);
-}
 
 /* A stack overflow into the guard page names the task, then the process
  * dies of SIGSEGV as it would anyway. */
@@ -147,7 +137,9 @@ Test(debug, overflow_names_task, .timeout = 20) {
   cr_skip_test("AddressSanitizer reports stack overflows itself");
 #endif
   child_run r;
-  run_child(overflow, &r);
+  weft_config c = config(1);
+  named_child n = {deep, "deep", 64 * 1024};
+  run_child(&c, join_named, &n, &r);
   cr_assert(WIFSIGNALED(r.status));
   cr_assert_eq(WTERMSIG(r.status), SIGSEGV);
   cr_assert_not_null(strstr(r.out, "stack overflow in task 'deep'"), "%s", r.out);
@@ -159,22 +151,15 @@ static int smash(void *arg) {
   *(volatile uint64_t *)t->stack->lo = 0; /* what an overflow would do */
   return weft_yield();
 }
-static int canary_main(void *arg) {
-  (void)arg;
-  weft_spawn_opts o = {.name = "smasher"};
-  return weft_join(weft_spawn(smash, NULL, &o));
-}
-static void canary(void) {
-  weft_config c = debug_cfg();
-  c.guard_pages = 0;
-  weft_run_with(&c, canary_main, NULL);
-}
 
 /* On a stack without a guard page, debug mode checks a canary at every
  * switch and names the task whose stack overflowed. */
 Test(debug, canary_names_task, .timeout = 10) {
   child_run r;
-  run_child(canary, &r);
+  weft_config c = config(1);
+  c.guard_pages = 0;
+  named_child n = {smash, "smasher", 0};
+  run_child(&c, join_named, &n, &r);
   cr_assert(WIFSIGNALED(r.status));
   cr_assert_eq(WTERMSIG(r.status), SIGABRT);
   cr_assert_not_null(strstr(r.out, "stack overflow in task 'smasher'"), "%s", r.out);
@@ -190,16 +175,6 @@ static int many_main(void *arg) {
   for (int i = 0; i < n; i++) weft_group_spawn(g, sleeper, NULL, NULL);
   return weft_group_close(g, NULL);
 }
-static void fallback(void) {
-  weft_config c = debug_cfg();
-  int n = 17000; /* past the default budget of max_map_count / 4 */
-  FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-  unsigned long m = 0;
-  if (f && fscanf(f, "%lu", &m) == 1 && m / 4 + 1000 < 200000) n = (int)(m / 4 + 1000);
-  if (f) fclose(f);
-  int rc = weft_run_with(&c, many_main, &n);
-  _exit(rc == 0 ? 0 : 1);
-}
 
 /* More tasks alive than the mapping budget allows guards for: the rest
  * run on unguarded stacks, debug mode says so once, nothing fails. */
@@ -209,8 +184,14 @@ Test(debug, guard_fallback_reported, .timeout = 60) {
 #endif
   if (RUNNING_ON_VALGRIND)
     cr_skip_test("valgrind cannot keep 17,000 stacks' worth of mappings");
+  int n = 17000; /* past the default budget of max_map_count / 4 */
+  FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+  unsigned long m = 0;
+  if (f && fscanf(f, "%lu", &m) == 1 && m / 4 + 1000 < 200000) n = (int)(m / 4 + 1000);
+  if (f) fclose(f);
   child_run r;
-  run_child(fallback, &r);
+  weft_config c = config(1);
+  run_child(&c, many_main, &n, &r);
   cr_assert(WIFEXITED(r.status));
   cr_assert_eq(WEXITSTATUS(r.status), 0, "%s", r.out);
   cr_assert_not_null(strstr(r.out, "no guard page"), "%s", r.out);

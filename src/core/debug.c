@@ -19,12 +19,12 @@
 
 static void dbg_step_begin(weft_task *t, void *arg) {
   (void)arg;
-  t->b->step_start = weft__clock();
+  weft__body(t)->step_start = weft__clock();
 }
 
 static void dbg_step_end(weft_task *t, void *arg) {
   (void)arg;
-  int64_t d = weft__clock() - t->b->step_start;
+  int64_t d = weft__clock() - weft__body(t)->step_start;
   if (d > SLOW_STEP_NS)
     fprintf(stderr,
             "weft: debug: task '%s' ran %.1f ms without a checkpoint\n",

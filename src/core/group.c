@@ -19,7 +19,6 @@
 
 #include "core/internal.h"
 
-WEFT__HIDDEN void weft__scope_reparent(weft__scope *s, weft__scope *parent);
 
 typedef struct err_entry {
   struct err_entry *next;
@@ -32,8 +31,6 @@ struct weft_group {
   weft__scope sc;
   weft_group *all_next;  /* every group record of the loop */
   weft_group *free_next; /* FIFO of closed records */
-  weft_loop *loop;
-  bool closed;
   weft_task *owner;
   weft_task *waiter; /* owner, parked in close */
   size_t nchildren;
@@ -84,7 +81,6 @@ weft_group *weft_group_open(void) {
   }
   memset(g, 0, sizeof *g);
   g->all_next = all;
-  g->loop = L;
   g->owner = t;
   g->errs_tail = &g->errs;
   weft__scope_push(t, &g->sc, WEFT_FOREVER, SC_GROUP);
@@ -106,8 +102,9 @@ static weft_task *child_new(weft_loop *L, weft_group *g, weft_fn fn, void *arg,
 
 static int check_group(weft_loop *L, weft_group *g) {
   if (!g) return -EINVAL;
-  if (!L || g->loop != L) return WEFT_ELOOP;
-  if (g->closed) return -EPIPE;
+  /* The owner's record may be recycled, but only within its loop. */
+  if (!L || g->owner->loop != L) return WEFT_ELOOP;
+  if (!(g->sc.flags & SC_OPEN)) return -EPIPE; /* closed */
   return 0;
 }
 
@@ -147,13 +144,17 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   weft_task *t = child_new(L, g, fn, arg, opts);
   if (!t) return -ENOMEM;
   t->flags |= TF_STARTING;
-  t->starter = cur;
-  t->start_value = value;
-  /* Until it is ready the child lives under the starter's scope. */
+  /* Until it is ready the child lives under the starter's scope, so
+   * t->pscope->task is the starter; the starter keeps `value` in its body
+   * while it waits. */
   t->pscope = cur->scope;
+  task_body *b = weft__body(cur);
+  b->wait_obj = value;
   /* Never eager: the child's report must find the starter parked. */
   weft__task_start(L, cur, t, false);
-  return weft__park(L, cur, NULL);
+  rc = weft__park(L, cur, NULL);
+  b->wait_obj = NULL;
+  return rc;
 }
 
 int weft_started(void *value) {
@@ -161,12 +162,11 @@ int weft_started(void *value) {
   if (!t) return WEFT_ENOTASK;
   if (!(t->flags & TF_STARTING)) return -EINVAL;
   t->flags &= ~TF_STARTING;
-  weft_task *st = t->starter;
-  t->starter = NULL;
-  if (t->start_value) *t->start_value = value;
-  t->start_value = NULL;
+  weft_task *st = t->pscope->task;
+  void **out = weft__body(st)->wait_obj;
+  if (out) *out = value;
   t->pscope = &t->group->sc;
-  weft__scope_reparent(&t->b->root, t->pscope);
+  weft__scope_reparent(&weft__body(t)->root, t->pscope);
   weft__wake(st, 0);
   return 0;
 }
@@ -174,13 +174,12 @@ int weft_started(void *value) {
 void weft__group_child_exit(weft_loop *L, weft_task *t) {
   weft_group *g = t->group;
   if (t->flags & TF_STARTING) {
-    weft_task *st = t->starter;
-    t->starter = NULL;
     t->flags &= ~TF_STARTING;
-    if (st) weft__wake(st, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
+    weft__wake(t->pscope->task, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
   } else if (t->result < 0 &&
              !(t->result == -ECANCELED &&
-               (t->b ? (t->b->root.flags & SC_EFF) : (t->flags & TF_CANCEL)))) {
+               (t->stack ? (weft__body(t)->root.flags & SC_EFF)
+                         : (t->flags & TF_CANCEL)))) {
     add_error(g, weft_task_name(t), t->result, t->msg);
     t->msg = NULL;
     weft__scope_cancel(&g->sc);
@@ -247,8 +246,8 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   if (errs) *errs = NULL;
   if (!g) return -EINVAL;
   if (!cur) return WEFT_ENOTASK;
-  if (g->loop != L) return WEFT_ELOOP;
-  if (g->closed || g->owner != cur) return -EINVAL;
+  if (g->owner->loop != L) return WEFT_ELOOP;
+  if (!(g->sc.flags & SC_OPEN) || g->owner != cur) return -EINVAL;
   if (cur->scope != &g->sc) return -EINVAL;
   while (g->nchildren) {
     g->waiter = cur;
@@ -262,7 +261,6 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
     *errs = e;
   else
     weft_errors_free(e);
-  g->closed = true;
   g->free_next = NULL;
   if (L->groups_free_tail)
     L->groups_free_tail->free_next = g;

@@ -97,25 +97,24 @@ struct weft_task {
   weft__ctx ctx;      /* saved context (the stack pointer): every switch */
   weft_task *rq_next; /* run queue link */
   weft_loop *loop;
-  task_body *b;       /* at the top of the stack; NULL when it has none */
-  weft__stack *stack; /* NULL until the task first runs */
+  weft__stack *stack; /* NULL until it first runs and once it has exited;
+                         its body (weft__body) is at the top of it */
   weft__scope *scope; /* innermost open scope (while it has a stack) */
   weft_fn fn;
   void *arg;
   uint64_t id;
-  int state;
-  unsigned flags;
+  uint16_t state;     /* enum task_state */
+  uint16_t flags;     /* TF_* */
   int result;
   uint32_t stack_size; /* requested, in KiB (0: default) */
   uint32_t nunarmed;  /* scopes of this task with an unarmed deadline */
   /* The scope the task's root scope hangs under once it runs: its
-   * group's (or, for a group_start child, its starter's) scope. */
+   * group's, or for a group_start child not yet ready, its starter's (so
+   * pscope->task is the starter). */
   weft__scope *pscope;
   weft_group *group;
   weft_task *joiner;  /* task blocked in weft_join on this one */
   weft_task *all_prev, *all_next; /* every task record of the loop */
-  weft_task *starter; /* task blocked in weft_group_start on this one */
-  void **start_value;
   char *msg;          /* weft_fail message */
   done_cb *on_done;
   char *name;         /* heap; NULL: "task-N", made on first use */
@@ -203,7 +202,7 @@ WEFT__HIDDEN void weft__interrupt(weft_task *t);
 WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child);
 WEFT__HIDDEN void weft__task_entry(void *arg);
 WEFT__HIDDEN _Noreturn void weft__task_exit(weft_loop *L, weft_task *t);
-WEFT__HIDDEN int weft__arm_deadlines(weft_loop *L, weft_task *t);
+WEFT__HIDDEN void weft__arm_deadlines(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__body_init(weft_task *t, task_body *b);
 
 /* Tasks (task.c) */
@@ -222,6 +221,9 @@ WEFT__HIDDEN void weft__scope_link(weft__scope *parent, weft__scope *child);
 WEFT__HIDDEN void weft__scope_unlink(weft__scope *s);
 WEFT__HIDDEN void weft__scope_cancel(weft__scope *s);
 WEFT__HIDDEN void weft__scope_fire(weft__timer *tm);
+/* Moves s (a root scope) under a new parent and recomputes whether its
+ * subtree is cancelled (weft_started moves a child into its group). */
+WEFT__HIDDEN void weft__scope_reparent(weft__scope *s, weft__scope *parent);
 
 /* Groups (group.c) */
 WEFT__HIDDEN void weft__groups_free(weft_loop *L);
@@ -261,24 +263,44 @@ static inline weft_task *weft__cur(void) {
 static inline bool weft__cancelled(const weft_task *t) {
   return t->scope->flags & SC_EFF;
 }
+/* The body of a task that has a stack: at the top of it, below the
+ * stack's descriptor. Derived, not stored: the record stays small. */
+static inline task_body *weft__body(const weft_task *t) {
+  return (task_body *)(((uintptr_t)t->stack - sizeof(task_body)) &
+                       ~(uintptr_t)63);
+}
 /* Cancels t's root scope, or marks a task that has not run yet. */
 WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 
 WEFT__HIDDEN int64_t weft__clock(void);
-WEFT__HIDDEN int64_t weft__fast_now_slow(weft_loop *L);
+/* The TSC on x86-64, 0 elsewhere (where the loop never calibrates it). */
+static inline uint64_t weft__tsc(void) {
+#if defined(__x86_64__)
+  return __builtin_ia32_rdtsc();
+#else
+  return 0;
+#endif
+}
+/* Reads CLOCK_MONOTONIC and feeds the fast clock's calibration (loop.c). */
+WEFT__HIDDEN int64_t weft__clock_sample(weft_loop *L);
 /* A cheap clock for relative deadlines: see loop.c. */
 static inline int64_t weft__fast_now(weft_loop *L) {
-#if defined(__x86_64__)
   if (likely(L->tsc_mult)) {
-    uint64_t d = __builtin_ia32_rdtsc() - L->anchor_tsc;
+    uint64_t d = weft__tsc() - L->anchor_tsc;
     int64_t dn = (int64_t)(((unsigned __int128)d * L->tsc_mult) >> 32);
     /* Err late, never early: a sleep must not end before its time. The
      * margin covers the anchor's error (<= 0.4 us) and the rate's (<= 4e-4
      * of the time since the anchor). */
     return L->anchor_ns + dn + 1000 + (dn >> 10);
   }
-#endif
-  return weft__fast_now_slow(L);
+  return weft__clock_sample(L);
+}
+/* The deadline `duration` from now on the fast clock: negative durations
+ * count as 0, and a sum past WEFT_FOREVER is WEFT_FOREVER. */
+static inline int64_t weft__deadline_after(weft_loop *L, int64_t duration) {
+  if (duration < 0) duration = 0;
+  int64_t now = weft__fast_now(L);
+  return duration > WEFT_FOREVER - now ? WEFT_FOREVER : now + duration;
 }
 
 #endif

@@ -77,14 +77,13 @@ int64_t weft_now(void) { return weft__clock(); }
  * on, most of a timeout scope's budget; reading the TSC costs 7 ns. On
  * x86-64 with an invariant TSC, the loop calibrates ns per tick against
  * CLOCK_MONOTONIC (over at least 1 ms, refined at every loop turn over the
- * loop's whole life, from reads bracketed tightly enough to trust) and extrapolates from the (clock, tsc) pair of the
- * last loop turn, so the error is a few parts per million of the time
- * since that turn: nanoseconds. Until calibrated, and elsewhere, it is
+ * loop's whole life, from reads bracketed tightly enough to trust) and
+ * extrapolates from the (clock, tsc) pair of the last loop turn, adding a
+ * margin so that it errs late, never early. Until calibrated, and elsewhere, it is
  * clock_gettime. weft_now() always reads the real clock.
  */
 #if defined(__x86_64__)
 #include <cpuid.h>
-#include <x86intrin.h>
 static bool tsc_invariant(void) {
   unsigned a, b, c, d;
   if (__get_cpuid_max(0x80000000, NULL) < 0x80000007) return false;
@@ -92,10 +91,8 @@ static bool tsc_invariant(void) {
   (void)a, (void)b, (void)c;
   return (d >> 8) & 1;
 }
-static inline uint64_t tsc_read(void) { return __rdtsc(); }
 #else
 static bool tsc_invariant(void) { return false; }
-static inline uint64_t tsc_read(void) { return 0; }
 #endif
 
 /* A (clock, tsc) pair is trusted when the two TSC reads around the clock
@@ -110,11 +107,11 @@ static inline uint64_t tsc_read(void) { return 0; }
 /* Reads the clock, and when the TSC is in use records a (clock, tsc) pair
  * and refines the rate. A pair whose clock read took too long (the thread
  * was preempted between the reads) is not used: it would skew the rate. */
-static int64_t clock_sample(weft_loop *L) {
+int64_t weft__clock_sample(weft_loop *L) {
   if (!L->tsc_usable) return weft__clock();
-  uint64_t a = tsc_read();
+  uint64_t a = weft__tsc();
   int64_t now = weft__clock();
-  uint64_t b = tsc_read();
+  uint64_t b = weft__tsc();
   if (b - a > TSC_BRACKET) return now;
   uint64_t tsc = a + (b - a) / 2;
   if (!L->cal_ns) {
@@ -130,9 +127,6 @@ static int64_t clock_sample(weft_loop *L) {
   L->anchor_tsc = tsc;
   return now;
 }
-
-/* weft__fast_now (internal.h) when the TSC is not calibrated (yet). */
-int64_t weft__fast_now_slow(weft_loop *L) { return clock_sample(L); }
 
 weft_loop *weft_loop_current(void) { return weft__tls_loop; }
 
@@ -172,7 +166,7 @@ static void do_switch(weft_loop *L, weft__ctx *from, weft_task *to, bool dying) 
 #endif
 #ifdef WEFT_TSAN
   if (dying) zombie_fiber = __tsan_get_current_fiber();
-  __tsan_switch_to_fiber(to ? to->b->san_fiber : sched_fiber, 0);
+  __tsan_switch_to_fiber(to ? weft__body(to)->san_fiber : sched_fiber, 0);
 #endif
   weft__ctx_switch(from, dst);
   after_switch(L, fake);
@@ -203,8 +197,7 @@ static bool prepare(weft_loop *L, weft_task *t) {
   /* A recycled stack still carries the redzones of its last task's frames. */
   ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
-  /* The body goes at the top of the stack, below its descriptor. */
-  task_body *b = (task_body *)(((uintptr_t)st - sizeof(task_body)) & ~(uintptr_t)63);
+  task_body *b = weft__body(t);
   weft__body_init(t, b);
 #ifdef WEFT_TSAN
   b->san_fiber = __tsan_create_fiber(0);
@@ -276,23 +269,27 @@ static void switch_away(weft_loop *L, weft_task *cur, weft__ctx *save,
 }
 
 int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
-  t->b->unpark = unpark;
+  task_body *b = weft__body(t);
+  b->unpark = unpark;
   t->state = T_PARKED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
   switch_away(L, t, &t->ctx, false);
-  return t->b->wake_code;
+  return b->wake_code;
 }
 
+/* t must be parked: every waker owns the wait it ends (the waiter was
+ * registered with it, and unpark unregisters it on cancellation). */
 void weft__wake(weft_task *t, int code) {
-  if (unlikely(t->state != T_PARKED)) return;
-  t->b->wake_code = code;
-  t->b->unpark = NULL;
+  task_body *b = weft__body(t);
+  b->wake_code = code;
+  b->unpark = NULL;
   weft__ready(t->loop, t);
 }
 
 void weft__interrupt(weft_task *t) {
-  if (t->state == T_PARKED && t->b->unpark) {
-    t->b->unpark(t);
+  void (*unpark)(weft_task *);
+  if (t->state == T_PARKED && (unpark = weft__body(t)->unpark)) {
+    unpark(t);
     weft__wake(t, -ECANCELED);
   }
 }
@@ -313,7 +310,6 @@ _Noreturn void weft__task_exit(weft_loop *L, weft_task *t) {
     weft__debug_switch_check(L, t);
     weft__debug_task_exit(L, t);
   }
-  t->stack = NULL;
   weft__task_finish(L, t); /* may recycle the record: only st from here */
   L->zombie = st;
   /* The dead context is saved in the (maybe recycled) record: harmless,
@@ -344,33 +340,36 @@ int weft_check_cancel(void) {
 }
 
 static void sleep_unpark(weft_task *t) {
-  weft__timers_del(&t->loop->timers, &t->b->tm);
+  weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
+}
+
+static int sleep_until(weft_loop *L, weft_task *t, int64_t deadline) {
+  if (weft__cancelled(t)) return -ECANCELED;
+  if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
+  weft__timer *tm = &weft__body(t)->tm;
+  tm->when = deadline;
+  if (weft__timers_add(&L->timers, tm) != 0) return -ENOMEM;
+  return weft__park(L, t, sleep_unpark);
 }
 
 int weft_sleep_until(int64_t deadline) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
   if (!t) return WEFT_ENOTASK;
-  if (weft__cancelled(t)) return -ECANCELED;
-  if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
-  t->b->tm.when = deadline;
-  if (weft__timers_add(&L->timers, &t->b->tm) != 0) return -ENOMEM;
-  return weft__park(L, t, sleep_unpark);
+  return sleep_until(L, t, deadline);
 }
 
 int weft_sleep(int64_t duration) {
   weft_loop *L = weft__tls_loop;
-  if (!L || !L->current) return WEFT_ENOTASK;
-  if (duration < 0) duration = 0;
-  int64_t now = weft__fast_now(L);
-  return weft_sleep_until(duration > WEFT_FOREVER - now ? WEFT_FOREVER
-                                                        : now + duration);
+  weft_task *t = L ? L->current : NULL;
+  if (!t) return WEFT_ENOTASK;
+  return sleep_until(L, t, weft__deadline_after(L, duration));
 }
 
 /* Timer of a task: a sleep ends (0) or an fd wait times out. */
 static void task_timer_fire(weft__timer *tm) {
   weft_task *t = ((task_body *)((char *)tm - offsetof(task_body, tm)))->task;
-  if (t->b->wait_fd >= 0) {
+  if (weft__body(t)->wait_fd >= 0) {
     weft__fd_unwait(t);
     weft__wake(t, -ETIMEDOUT);
   } else {
@@ -399,7 +398,6 @@ void weft__body_init(weft_task *t, task_body *b) {
     if (t->pscope->flags & SC_EFF) r->flags |= SC_EFF;
   }
   t->scope = r;
-  t->b = b;
 }
 
 static unsigned interest_of(const fd_entry *e) {
@@ -408,21 +406,22 @@ static unsigned interest_of(const fd_entry *e) {
 
 void weft__fd_unwait(weft_task *t) {
   weft_loop *L = t->loop;
-  fd_entry *e = &L->fds[t->b->wait_fd];
+  task_body *b = weft__body(t);
+  fd_entry *e = &L->fds[b->wait_fd];
   if (e->reader == t) e->reader = NULL;
   if (e->writer == t) e->writer = NULL;
   unsigned want = interest_of(e);
   if (want != e->interest) {
     /* The fd may have been closed meanwhile: epoll forgot it then. */
-    weft__poller_ctl(&L->poller, t->b->wait_fd, e->interest, want);
+    weft__poller_ctl(&L->poller, b->wait_fd, e->interest, want);
     e->interest = want;
   }
-  t->b->wait_fd = -1;
+  b->wait_fd = -1;
   L->nfd_waiters--;
 }
 
 static void fd_unpark(weft_task *t) {
-  weft__timers_del(&t->loop->timers, &t->b->tm);
+  weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
   weft__fd_unwait(t);
 }
 
@@ -462,12 +461,13 @@ int weft_wait_fd(int fd, int events, int64_t deadline) {
   e->interest = want;
   if (events & WEFT_READABLE) e->reader = t;
   if (events & WEFT_WRITABLE) e->writer = t;
-  t->b->wait_fd = fd;
-  t->b->wait_events = (unsigned)events;
+  task_body *b = weft__body(t);
+  b->wait_fd = fd;
+  b->wait_events = (unsigned)events;
   L->nfd_waiters++;
   if (deadline != WEFT_FOREVER) {
-    t->b->tm.when = deadline;
-    if (weft__timers_add(&L->timers, &t->b->tm) != 0) {
+    b->tm.when = deadline;
+    if (weft__timers_add(&L->timers, &b->tm) != 0) {
       weft__fd_unwait(t);
       return -ENOMEM;
     }
@@ -491,7 +491,7 @@ static void fd_ready(weft_loop *L, int fd, unsigned ev) {
   for (int i = 0; i < 2; i++) {
     weft_task *t = w[i];
     if (!t) continue;
-    unsigned got = ev & (t->b->wait_events | WEFT_ERROR | WEFT_HANGUP);
+    unsigned got = ev & (weft__body(t)->wait_events | WEFT_ERROR | WEFT_HANGUP);
     fd_unpark(t);
     weft__wake(t, (int)got);
   }
@@ -505,7 +505,7 @@ static void fire_timers(weft_loop *L) {
 }
 
 static void loop_turn(weft_loop *L) {
-  L->now = clock_sample(L);
+  L->now = weft__clock_sample(L);
   fire_timers(L);
   int64_t timeout;
   if (L->rq_head) {
@@ -525,7 +525,7 @@ static void loop_turn(weft_loop *L) {
   WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
   for (int i = 0; i < n; i++) fd_ready(L, ev[i].fd, ev[i].events);
   if (timeout != 0) {
-    L->now = clock_sample(L);
+    L->now = weft__clock_sample(L);
     fire_timers(L);
   }
 }
@@ -586,7 +586,7 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if ((err = weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE)) != 0)
     goto fail;
   L->tsc_usable = tsc_invariant();
-  L->now = clock_sample(L);
+  L->now = weft__clock_sample(L);
   if (cfg->instrument) {
     L->instr[L->ninstr].ins = cfg->instrument;
     L->instr[L->ninstr++].arg = cfg->instrument_arg;

@@ -5,11 +5,12 @@
  * its root scope inwards (parent/inner: one store each way to open and
  * close), and the root scope of a group's child hangs in the child list
  * of the group's scope, which is itself a scope in the chain of the task
- * that opened the group. Cancelling a scope marks its subtree "effectively cancelled"
- * (SC_EFF), stopping at shielded scopes, and wakes every task parked with
- * its innermost scope in the subtree. A checkpoint then only tests one
- * flag of the current task's innermost scope: O(1), and level-triggered
- * by construction since the flag stays until the scope is left.
+ * that opened the group. Cancelling a scope marks its subtree
+ * "effectively cancelled" (SC_EFF), stopping at shielded scopes, and wakes
+ * every task parked with its innermost scope in the subtree. A checkpoint
+ * then only tests one flag of the current task's innermost scope: O(1),
+ * and level-triggered by construction since the flag stays until the
+ * scope is left.
  *
  * Deadlines are armed lazily: opening a scope only records its deadline,
  * and the timer is put in the heap when the task next suspends (timers can
@@ -74,7 +75,7 @@ void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
   s->flags &= ~(SC_OPEN | SC_UNARMED);
 }
 
-int weft__arm_deadlines(weft_loop *L, weft_task *t) {
+void weft__arm_deadlines(weft_loop *L, weft_task *t) {
   for (weft__scope *s = t->scope; s && s->task == t && t->nunarmed;
        s = s->parent) {
     if (!(s->flags & SC_UNARMED)) continue;
@@ -87,7 +88,6 @@ int weft__arm_deadlines(weft_loop *L, weft_task *t) {
       weft__scope_cancel(s);
     }
   }
-  return 0;
 }
 
 /* The children of a scope, in walk order: its inner scope, then the root
@@ -149,7 +149,6 @@ void weft__scope_cancel(weft__scope *s) {
 }
 
 /* Recomputes SC_EFF below a scope that moved to a new parent. */
-WEFT__HIDDEN void weft__scope_reparent(weft__scope *s, weft__scope *parent);
 void weft__scope_reparent(weft__scope *s, weft__scope *parent) {
   weft__scope_unlink(s);
   weft__scope_link(parent, s);
@@ -192,11 +191,7 @@ int weft_scope_open_after(weft_scope *s, int64_t duration) {
   weft_task *t;
   if (unlikely(!s)) return -EINVAL;
   if (unlikely(!L || !(t = L->current))) return WEFT_ENOTASK;
-  if (duration < 0) duration = 0;
-  int64_t now = weft__fast_now(L);
-  weft__scope_push(t, (weft__scope *)s,
-                   duration > WEFT_FOREVER - now ? WEFT_FOREVER : now + duration,
-                   0);
+  weft__scope_push(t, (weft__scope *)s, weft__deadline_after(L, duration), 0);
   return 0;
 }
 

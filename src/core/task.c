@@ -54,7 +54,6 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
   weft_task *t = record_alloc(L);
   if (!t) return NULL;
   t->loop = L;
-  t->b = NULL;
   t->stack = NULL;
   t->scope = NULL;
   t->state = T_NEW;
@@ -69,8 +68,6 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
   t->pscope = NULL;
   t->joiner = NULL;
   t->group = NULL;
-  t->starter = NULL;
-  t->start_value = NULL;
   t->msg = NULL;
   t->on_done = NULL;
   t->name = opts && opts->name ? strdup(opts->name) : NULL;
@@ -120,7 +117,7 @@ void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t, bool eager) {
 }
 
 void weft__task_finish(weft_loop *L, weft_task *t) {
-  task_body *b = t->b; /* NULL if it never got a stack */
+  task_body *b = t->stack ? weft__body(t) : NULL; /* never ran: none */
   /* Scopes the body left open (a bug, reported in debug mode). */
   while (b && t->scope != &b->root) {
     weft__scope *s = t->scope;
@@ -134,7 +131,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
   if (b) weft__scope_unlink(&b->root);
-  t->b = NULL;
+  t->stack = NULL; /* the caller frees it once off it */
   t->scope = NULL;
   if (t->joiner) {
     weft_task *j = t->joiner;
@@ -181,7 +178,7 @@ static int check_handle(weft_loop *L, const weft_task *t) {
 }
 
 static void join_unpark(weft_task *j) {
-  weft_task *t = j->b->wait_obj;
+  weft_task *t = weft__body(j)->wait_obj;
   if (t && t->joiner == j) t->joiner = NULL;
 }
 
@@ -202,9 +199,9 @@ static int join(weft_task *t, bool *consumed) {
   if (weft__cancelled(cur)) return -ECANCELED;
   if (t->state != T_DONE) {
     t->joiner = cur;
-    cur->b->wait_obj = t;
+    weft__body(cur)->wait_obj = t;
     rc = weft__park(L, cur, join_unpark);
-    cur->b->wait_obj = NULL;
+    weft__body(cur)->wait_obj = NULL;
     if (rc < 0) return rc;
   }
   rc = t->result;
@@ -269,8 +266,8 @@ int weft_cancel(weft_task *t) {
 }
 
 void weft__task_cancel(weft_task *t) {
-  if (t->b)
-    weft__scope_cancel(&t->b->root);
+  if (t->stack)
+    weft__scope_cancel(&weft__body(t)->root);
   else
     t->flags |= TF_CANCEL; /* applied when it first runs */
 }
