@@ -398,4 +398,9 @@ WEFT_API void weft_errors_free(weft_errors *e);
 }
 #endif
 
+/* The other areas, each in its own header (each has its own extern "C"). */
+#include "weft/sync.h"
+#include "weft/combine.h"
+#include "weft/thread.h"
+
 #endif /* WEFT_H */

@@ -7,6 +7,7 @@
  * tasks whose handle was never joined or detached.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,4 +115,25 @@ void weft__debug_switch_check(weft_loop *L, weft_task *t) {
             weft_task_name(t));
     abort();
   }
+}
+
+/* ---- misuse from the wrong thread ------------------------------------ */
+
+int weft__misuse(const char *func, int code) {
+  weft_loop *L = weft__tls_loop;
+  static int env = -1; /* WEFT_DEBUG, read once; a benign race at worst */
+  if (env < 0) {
+    const char *e = getenv("WEFT_DEBUG");
+    env = e && *e && strcmp(e, "0") != 0;
+  }
+  if (env || (L && L->debug)) {
+    char name[32] = "?";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    weft__fdprintf(2,
+                   "weft: debug: %s() called from thread %lu (%s), %s: %s\n",
+                   func, (unsigned long)pthread_self(), name,
+                   L ? "which runs another loop" : "which runs no weft loop",
+                   weft_strerror(code));
+  }
+  return code;
 }

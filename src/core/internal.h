@@ -246,6 +246,14 @@ WEFT__HIDDEN void weft__debug_task_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__debug_switch_check(weft_loop *L, weft_task *t);
 extern const weft_instrument weft__debug_instrument WEFT__HIDDEN;
 
+/* A loop-only function was called where it cannot run: on a thread with
+ * no loop or no current task (code WEFT_ENOTASK), or on an object of
+ * another loop (WEFT_ELOOP). Returns code; in debug mode (WEFT_DEBUG=1, or
+ * the calling thread's loop is in debug mode) it also prints the
+ * function's name and the thread to stderr. Use as
+ *   if (!t) return weft__misuse(__func__, WEFT_ENOTASK);                 */
+WEFT__HIDDEN int weft__misuse(const char *func, int code);
+
 /* Instrument dispatch. */
 #define WEFT__INSTR(L, hook, ...)                                   \
   do {                                                              \
