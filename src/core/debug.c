@@ -48,7 +48,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
   weft_task *t = L ? L->current : NULL;
   if (t && t->stack && weft__stack_in_guard(t->stack, si->si_addr)) {
     write_str("weft: stack overflow in task '");
-    write_str(t->name ? t->name : "(unnamed)");
+    write_str(t->x && t->x->name ? t->x->name : "(unnamed)");
     write_str("': raise its stack_size (weft_spawn_opts) or the default "
               "(weft_config.stack_size)\n");
   }

@@ -180,8 +180,7 @@ void weft__group_child_exit(weft_loop *L, weft_task *t) {
              !(t->result == -ECANCELED &&
                (t->stack ? (weft__body(t)->root.flags & SC_EFF)
                          : (t->flags & TF_CANCEL)))) {
-    add_error(g, weft_task_name(t), t->result, t->msg);
-    t->msg = NULL;
+    add_error(g, weft_task_name(t), t->result, weft__task_take_msg(t));
     weft__scope_cancel(&g->sc);
   }
   t->group = NULL;

@@ -75,6 +75,14 @@ typedef struct done_cb {
   void *arg;
 } done_cb;
 
+/* The parts of a task most tasks never use, allocated on first need so
+ * that the record stays at two cache lines. */
+typedef struct task_extra {
+  char *msg;          /* weft_fail message */
+  done_cb *on_done;
+  char *name;         /* NULL: "task-N", made on first use */
+} task_extra;
+
 /* What a task needs only while it has a stack: it lives at the top of the
  * stack, in the page the task touches first anyway, so a task that is
  * spawned but has not run yet costs only its (small) record. */
@@ -115,10 +123,9 @@ struct weft_task {
   weft_group *group;
   weft_task *joiner;  /* task blocked in weft_join on this one */
   weft_task *all_prev, *all_next; /* every task record of the loop */
-  char *msg;          /* weft_fail message */
-  done_cb *on_done;
-  char *name;         /* heap; NULL: "task-N", made on first use */
+  task_extra *x;      /* NULL until a name, message or callback needs it */
 };
+_Static_assert(sizeof(weft_task) <= 128, "task record over two cache lines");
 
 /* ---- loop ------------------------------------------------------------ */
 
@@ -201,7 +208,7 @@ WEFT__HIDDEN void weft__wake(weft_task *t, int code);
 WEFT__HIDDEN void weft__interrupt(weft_task *t);
 WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child);
 WEFT__HIDDEN void weft__task_entry(void *arg);
-WEFT__HIDDEN _Noreturn void weft__task_exit(weft_loop *L, weft_task *t);
+WEFT__HIDDEN weft_task *weft__task_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__arm_deadlines(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__body_init(weft_task *t, task_body *b);
 
@@ -277,6 +284,14 @@ static inline task_body *weft__body(const weft_task *t) {
   return (task_body *)(((uintptr_t)t->stack - sizeof(task_body)) &
                        ~(uintptr_t)63);
 }
+/* t's failure message (NULL if none); sets it, taking ownership of m
+ * (freed if there is no memory to keep it); takes it out (the caller
+ * frees it). */
+static inline const char *weft__task_msg(const weft_task *t) {
+  return t->x ? t->x->msg : NULL;
+}
+WEFT__HIDDEN void weft__task_set_msg(weft_task *t, char *m);
+WEFT__HIDDEN char *weft__task_take_msg(weft_task *t);
 /* Cancels t's root scope, or marks a task that has not run yet. */
 WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 

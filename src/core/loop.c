@@ -176,8 +176,10 @@ void weft__task_entry(void *arg) {
   weft_task *t = arg;
   weft_loop *L = t->loop;
   after_switch(L, NULL);
-  t->result = t->fn(t->arg);
-  weft__task_exit(L, t);
+  for (;;) { /* one task after another on this stack: see weft__task_exit */
+    t->result = t->fn(t->arg);
+    t = weft__task_exit(L, t);
+  }
 }
 
 /* Gives t a stack and a context. False (and t finished with -ENOMEM) if
@@ -187,8 +189,7 @@ static bool prepare(weft_loop *L, weft_task *t) {
   if (unlikely(!st)) {
     t->state = T_RUNNING;
     t->result = -ENOMEM;
-    free(t->msg);
-    t->msg = strdup("no memory for a task stack");
+    weft__task_set_msg(t, strdup("no memory for a task stack"));
     weft__task_finish(L, t);
     return false;
   }
@@ -303,14 +304,38 @@ void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child) {
   do_switch(L, &cur->ctx, child, false);
 }
 
-_Noreturn void weft__task_exit(weft_loop *L, weft_task *t) {
+/* t returned. If the next ready task has never run, it inherits t's stack
+ * and runs on it as soon as this returns it (see weft__task_entry): no
+ * switch, no trip through the pool, and its first stack page is already
+ * warm, which makes a burst of short tasks (spawn, gather) cheap.
+ * Otherwise switches away for good. Never for the root task, whose end
+ * hands control back to weft_run. */
+weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
   weft__stack *st = t->stack;
+  bool root = t->flags & TF_ROOT;
   WEFT__INSTR(L, step_end, t);
   if (unlikely(L->debug)) {
     weft__debug_switch_check(L, t);
     weft__debug_task_exit(L, t);
   }
+#ifdef WEFT_TSAN
+  void *fiber = weft__body(t)->san_fiber;
+#endif
   weft__task_finish(L, t); /* may recycle the record: only st from here */
+  weft_task *next = L->rq_head;
+  if (likely(next && !next->stack && !root && L->budget > 0 &&
+             weft__stack_fits(&L->stacks, st,
+                              (size_t)next->stack_size * 1024))) {
+    rq_pop(L);
+    L->budget--;
+    next->stack = st;
+    weft__body_init(next, weft__body(next));
+#ifdef WEFT_TSAN
+    weft__body(next)->san_fiber = fiber;
+#endif
+    begin_step(L, next);
+    return next;
+  }
   L->zombie = st;
   /* The dead context is saved in the (maybe recycled) record: harmless,
    * nothing runs before the switch and nothing reads it after. */

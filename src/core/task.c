@@ -49,6 +49,28 @@ static weft_task *record_alloc(weft_loop *L) {
   return t;
 }
 
+/* t's extra part, made on first need; NULL if there is no memory. */
+static task_extra *extra(weft_task *t) {
+  if (!t->x) t->x = calloc(1, sizeof *t->x);
+  return t->x;
+}
+
+void weft__task_set_msg(weft_task *t, char *m) {
+  task_extra *x = m ? extra(t) : NULL;
+  if (!x) {
+    free(m);
+    return;
+  }
+  free(x->msg);
+  x->msg = m;
+}
+
+char *weft__task_take_msg(weft_task *t) {
+  char *m = t->x ? t->x->msg : NULL;
+  if (m) t->x->msg = NULL;
+  return m;
+}
+
 weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
                           const weft_spawn_opts *opts) {
   weft_task *t = record_alloc(L);
@@ -68,9 +90,15 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
   t->pscope = NULL;
   t->joiner = NULL;
   t->group = NULL;
-  t->msg = NULL;
-  t->on_done = NULL;
-  t->name = opts && opts->name ? strdup(opts->name) : NULL;
+  t->x = NULL;
+  if (opts && opts->name) { /* no memory: the task stays unnamed */
+    char *name = strdup(opts->name);
+    task_extra *x = name ? extra(t) : NULL;
+    if (x)
+      x->name = name;
+    else
+      free(name);
+  }
   t->all_next = NULL;
   t->all_prev = L->all_tail;
   if (L->all_tail)
@@ -91,16 +119,15 @@ void weft__task_free(weft_loop *L, weft_task *t) {
     t->all_next->all_prev = t->all_prev;
   else
     L->all_tail = t->all_prev;
-  if (unlikely(t->msg || t->name || t->on_done)) { /* rare: no calls */
-    free(t->msg);
-    t->msg = NULL;
-    free(t->name);
-    t->name = NULL;
-    for (done_cb *c = t->on_done, *n; c; c = n) {
+  if (unlikely(t->x)) {
+    free(t->x->msg);
+    free(t->x->name);
+    for (done_cb *c = t->x->on_done, *n; c; c = n) {
       n = c->next;
       free(c);
     }
-    t->on_done = NULL;
+    free(t->x);
+    t->x = NULL;
   }
   t->state = T_FREE;
   t->flags = 0;
@@ -138,10 +165,10 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
     t->joiner = NULL;
     weft__wake(j, 0);
   }
-  if (t->on_done) {
+  if (t->x && t->x->on_done) {
     weft_task *cur = L->current;
     L->current = NULL; /* callbacks may not block */
-    for (done_cb *c = t->on_done; c; c = c->next) c->cb(t, c->arg);
+    for (done_cb *c = t->x->on_done; c; c = c->next) c->cb(t, c->arg);
     L->current = cur;
   }
   if (!(t->flags & TF_HANDLE)) weft__task_free(L, t);
@@ -277,19 +304,19 @@ bool weft_task_done(const weft_task *t) { return t && t->state >= T_DONE; }
 int weft_task_error(const weft_task *t, const char **msg) {
   if (!t || t->state == T_FREE) return -EINVAL;
   if (t->state != T_DONE) return -EAGAIN;
-  if (msg) *msg = t->msg;
+  if (msg) *msg = weft__task_msg(t);
   return t->result;
 }
 
 const char *weft_task_name(const weft_task *t) {
   if (!t) return "";
-  if (!t->name) { /* formatted on first use: spawning stays cheap */
+  if (!t->x || !t->x->name) { /* formatted on first use: spawning stays cheap */
     char buf[32];
     snprintf(buf, sizeof buf, "task-%llu", (unsigned long long)t->id);
-    ((weft_task *)t)->name = strdup(buf);
-    if (!t->name) return "task-?";
+    task_extra *x = extra((weft_task *)t);
+    if (!x || !(x->name = strdup(buf))) return "task-?";
   }
-  return t->name;
+  return t->x->name;
 }
 
 uint64_t weft_task_id(const weft_task *t) { return t ? t->id : 0; }
@@ -308,7 +335,12 @@ int weft_task_on_done(weft_task *t, void (*cb)(weft_task *, void *), void *arg) 
   c->next = NULL;
   c->cb = cb;
   c->arg = arg;
-  done_cb **p = &t->on_done;
+  task_extra *x = extra(t);
+  if (!x) {
+    free(c);
+    return -ENOMEM;
+  }
+  done_cb **p = &x->on_done;
   while (*p) p = &(*p)->next;
   *p = c;
   return 0;
@@ -336,10 +368,7 @@ int weft_fail(int code, const char *fmt, ...) {
   va_start(ap, fmt);
   char *m = weft__vformat(fmt, ap);
   va_end(ap);
-  if (m) {
-    free(t->msg);
-    t->msg = m;
-  }
+  if (m) weft__task_set_msg(t, m);
   return code;
 }
 

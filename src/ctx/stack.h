@@ -61,6 +61,16 @@ void weft__stacks_destroy(weft__stacks *s);
 
 /* A stack of at least `size` usable bytes (0: default), or NULL (ENOMEM). */
 weft__stack *weft__stack_get(weft__stacks *s, size_t size);
+/* Whether st, a stack being given up, can serve as is a task asking for
+ * `size` bytes (0: default): what weft__stack_get would hand out, short
+ * of a trip through the pool. Never in debug mode, where every task
+ * starts on a clean stack (see weft__stack_put). */
+static inline bool weft__stack_fits(const weft__stacks *s,
+                                    const weft__stack *st, size_t size) {
+  size = (size + s->page - 1) & ~(s->page - 1);
+  return !(st->kind & WEFT__STACK_CUSTOM) && !s->debug &&
+         (size == 0 || size == s->size);
+}
 /* Returns a stack to the pool. */
 void weft__stack_put(weft__stacks *s, weft__stack *st);
 /* Gives up to `max` pool stacks beyond pool_max back to the kernel
