@@ -260,6 +260,7 @@ typedef struct {
   int counter;
   int rc;
   weft_loop *loop;
+  pthread_barrier_t *all_up; /* NULL: do not wait for the other loops */
 } thread_loop_state;
 
 static int tick_task(void *arg) {
@@ -273,6 +274,9 @@ static int tick_task(void *arg) {
 static int per_thread_main(void *arg) {
   thread_loop_state *s = arg;
   s->loop = weft_loop_current();
+  /* Every loop exists at once, so their addresses must differ (a loop
+   * freed early could otherwise be reallocated at the same address). */
+  if (s->all_up) pthread_barrier_wait(s->all_up);
   weft_group *g = weft_group_open();
   if (!g)
     return -errno;
@@ -292,11 +296,15 @@ static void *loop_thread(void *arg) {
 Test(runner, loops_on_several_threads, .timeout = 10) {
   thread_loop_state s[4];
   memset(s, 0, sizeof s);
+  pthread_barrier_t up;
+  pthread_barrier_init(&up, NULL, 4);
+  for (int i = 0; i < 4; i++) s[i].all_up = &up;
   pthread_t th[4];
   for (int i = 0; i < 4; i++)
     cr_assert_eq(pthread_create(&th[i], NULL, loop_thread, &s[i]), 0);
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&up);
   for (int i = 0; i < 4; i++) {
     cr_assert_eq(s[i].rc, 0, "thread %d: %d", i, s[i].rc);
     cr_assert_eq(s[i].counter, 200, "thread %d", i);

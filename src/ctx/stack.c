@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "ctx/valgrind_compat.h"
@@ -19,7 +22,42 @@
 #define DEFAULT_POOL 1024u
 #define SLAB_STACKS 64u
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+#define PIDFD_SELF_PROCESS (-10000) /* PIDFD_SELF: Linux 6.14 */
+
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+/* Installs a guard on [p, p + len). The kernel must really refuse access
+ * afterwards: an emulator (qemu-user) may accept the advice and ignore
+ * it, so the probe below also checks that the kernel cannot read it. */
+static bool guard_install(void *p, size_t len) {
+  return madvise(p, len, MADV_GUARD_INSTALL) == 0;
+}
+
+bool weft__stack_guard_install_supported(void) {
+  static atomic_int known = -1; /* threads may race here: same answer */
+  int k = atomic_load_explicit(&known, memory_order_relaxed);
+  if (k >= 0) return k;
+  long pg = sysconf(_SC_PAGESIZE);
+  size_t page = pg > 0 ? (size_t)pg : 4096;
+  bool ok = false;
+  char *m = mmap(NULL, page, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int fds[2];
+  if (m != MAP_FAILED && guard_install(m, page) && pipe(fds) == 0) {
+    ok = write(fds[1], m, 1) < 0 && errno == EFAULT;
+    close(fds[0]);
+    close(fds[1]);
+  }
+  if (m != MAP_FAILED) munmap(m, page);
+  atomic_store_explicit(&known, ok, memory_order_relaxed);
+  return ok;
+}
 
 static size_t read_max_map_count(void) {
   size_t v = 65530;
@@ -41,6 +79,7 @@ int weft__stacks_init(weft__stacks *s, size_t size, size_t pool_max,
   if (s->size < 4 * s->page) s->size = 4 * s->page;
   s->pool_max = pool_max ? pool_max : DEFAULT_POOL;
   s->guards = guards;
+  s->guard_install = guards && weft__stack_guard_install_supported();
   s->debug = debug;
   /* Each guarded stack costs two mappings; keep half the budget for the
    * rest of the process (heap, libraries, sockets' buffers...). */
@@ -85,7 +124,30 @@ static weft__stack *map_single(weft__stacks *s, size_t size) {
   return describe(s, m, map_size, lo, span, guard ? WEFT__STACK_GUARDED : 0);
 }
 
+/* Guards for a whole new slab of `n` stacks of `unit` bytes, in one
+ * system call where the kernel takes a vector (Linux 6.14), else one per
+ * stack. False if some guard could not be installed. */
+static bool slab_guards(weft__stacks *s, char *m, size_t unit, size_t n) {
+  struct iovec iov[SLAB_STACKS];
+  for (size_t i = 0; i < n; i++) {
+    iov[i].iov_base = m + i * unit;
+    iov[i].iov_len = s->page;
+  }
+  /* valgrind warns about system calls it does not know, as this one. */
+  if (!RUNNING_ON_VALGRIND &&
+      syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, n,
+              MADV_GUARD_INSTALL, 0) == (long)(n * s->page))
+    return true;
+  for (size_t i = 0; i < n; i++)
+    if (!guard_install(iov[i].iov_base, s->page)) return false;
+  return true;
+}
+
+/* The next stack of the current slab (a new slab when it is used up).
+ * With guard_install each stack of the slab is a guard page and the
+ * stack above it; without, stacks are back to back. */
 static weft__stack *carve_slab(weft__stacks *s) {
+  size_t unit = s->size + (s->guard_install ? s->page : 0);
   if (s->slab_left == 0) {
     if (s->nslabs == s->cap_slabs) {
       size_t cap = s->cap_slabs ? s->cap_slabs * 2 : 16;
@@ -97,15 +159,19 @@ static weft__stack *carve_slab(weft__stacks *s) {
       s->slab_sizes = z;
       s->cap_slabs = cap;
     }
-    size_t bytes = s->size * SLAB_STACKS;
+    size_t bytes = unit * SLAB_STACKS;
     char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) return NULL;
+    if (s->guard_install && !slab_guards(s, m, unit, SLAB_STACKS)) {
+      munmap(m, bytes); /* out of memory for page tables */
+      return NULL;
+    }
     s->slabs[s->nslabs] = m;
     s->slab_sizes[s->nslabs++] = bytes;
     s->slab_next = m;
     s->slab_left = SLAB_STACKS;
-    if (s->debug && !s->fallback_reported) {
+    if (s->debug && !s->guard_install && !s->fallback_reported) {
       s->fallback_reported = true;
       fprintf(stderr,
               "weft: debug: %zu guarded stacks reached the mapping budget "
@@ -114,10 +180,13 @@ static weft__stack *carve_slab(weft__stacks *s) {
               s->nguarded);
     }
   }
-  char *lo = s->slab_next;
-  s->slab_next += s->size;
+  char *map = s->slab_next;
+  s->slab_next += unit;
   s->slab_left--;
-  return describe(s, lo, s->size, lo, s->size, WEFT__STACK_SLAB);
+  if (s->guard_install)
+    return describe(s, map, unit, map + s->page, s->size,
+                    WEFT__STACK_SLAB | WEFT__STACK_GUARDED);
+  return describe(s, map, unit, map, s->size, WEFT__STACK_SLAB);
 }
 
 weft__stack *weft__stack_get(weft__stacks *s, size_t size) {
@@ -129,7 +198,8 @@ weft__stack *weft__stack_get(weft__stacks *s, size_t size) {
       s->nfree--;
     } else if ((st = s->cold) != NULL) {
       s->cold = st->next;
-    } else if (s->guards && s->nguarded < s->guard_budget) {
+    } else if (s->guards && !s->guard_install &&
+               s->nguarded < s->guard_budget) {
       st = map_single(s, size);
     } else {
       st = carve_slab(s);

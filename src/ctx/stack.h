@@ -1,13 +1,19 @@
 /*
- * Task stacks: mmap'd, with a PROT_NONE guard page below while the
- * kernel's mapping budget allows, kept in a bounded pool for reuse.
+ * Task stacks: mmap'd with a guard page below each, kept in a bounded
+ * pool for reuse.
  *
- * Each guarded stack is its own mapping and costs two entries of the
- * process's vm.max_map_count (65,530 by default): the guard splits it.
- * weft spends at most half of that budget on guards; past it, stacks are
- * carved without guards from large slabs (one mapping for many stacks),
- * with a canary word at the bottom that debug mode checks at every
- * switch. A million tasks thus fit on a stock kernel.
+ * On Linux 6.13 and later, stacks are carved from large slabs (one
+ * mapping for 64 stacks) and each gets a guard page with
+ * MADV_GUARD_INSTALL, which marks page-table entries and costs no
+ * mapping: every stack has a guard, a million of them fit, and making one
+ * costs about a tenth of an mmap plus an mprotect.
+ *
+ * On older kernels a guarded stack is its own mapping and costs two
+ * entries of the process's vm.max_map_count (65,530 by default): the
+ * guard splits it. weft then spends at most half of that budget on guards;
+ * past it, stacks are carved without guards from slabs, with a canary
+ * word at the bottom that debug mode checks at every switch. A million
+ * tasks fit on a stock kernel either way.
  *
  * The descriptor (weft__stack) lives in the top bytes of the stack
  * itself, in the page a task touches first anyway.
@@ -43,6 +49,7 @@ typedef struct weft__stacks {
   size_t guard_budget; /* max guarded stacks alive at once */
   size_t nguarded;
   bool guards;       /* guard pages wanted */
+  bool guard_install; /* MADV_GUARD_INSTALL works: guarded slabs */
   bool debug;
   bool fallback_reported;
   char *slab_next;   /* uncarved part of the current slab */
@@ -56,6 +63,9 @@ typedef struct weft__stacks {
 /* size: default usable bytes (0: 128 KiB); pool_max (0: 1024). */
 int weft__stacks_init(weft__stacks *s, size_t size, size_t pool_max,
                       bool guards, bool debug);
+/* Whether this kernel installs guard pages without mappings
+ * (MADV_GUARD_INSTALL, Linux 6.13); probed once per process. */
+bool weft__stack_guard_install_supported(void);
 /* Frees every mapping. Stacks still handed out become invalid. */
 void weft__stacks_destroy(weft__stacks *s);
 
