@@ -50,7 +50,7 @@ void weft__scope_push(weft_task *t, weft__scope *s, int64_t deadline,
   s->inner = NULL;
   s->child_head = NULL;
   s->task = t;
-  s->timer.idx = WEFT__TIMER_IDLE;
+  s->timer.id = WEFT__TIMER_IDLE;
   s->timer.when = deadline;
   p->inner = s;
   flags |= SC_OPEN;

@@ -1,10 +1,14 @@
 /*
- * Timers: a binary min-heap of intrusive nodes ordered by (when, seq), so
- * equal deadlines fire in the order they were armed. Each node knows its
- * heap index, so cancelling is O(log n) and removing the last-armed node
- * (a timeout scope closed before anything else was armed) is O(1).
- * Timeout scopes arm their node lazily (see scope.c), so a scope opened and
- * closed without suspending never touches the heap at all.
+ * Timers: a 4-ary min-heap ordered by (when, seq), so equal deadlines fire
+ * in the order they were armed. Cancelling is O(log n); removing the
+ * last-armed timer (a timeout scope closed before anything else was
+ * armed) is O(1). Timeout scopes arm their node lazily (see scope.c), so
+ * a scope opened and closed without suspending never touches the heap.
+ *
+ * The nodes live in task stacks all over memory, and touching one costs a
+ * cache and often a TLB miss. So a sift touches none: the heap holds the
+ * keys and a small id per timer, and the id's heap position and node are
+ * in two dense side arrays (see timer.c).
  */
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H
@@ -14,35 +18,38 @@
 
 typedef struct weft__timer {
   int64_t when;
-  uint64_t seq;
-  size_t idx; /* position in the heap; SIZE_MAX when not armed */
+  uint32_t id; /* slot in the side arrays; WEFT__TIMER_IDLE when not armed */
   void (*fire)(struct weft__timer *t);
 } weft__timer;
 
 typedef struct weft__heap_slot {
   int64_t when;
   uint64_t seq;
-  weft__timer *t;
+  uint32_t id;
 } weft__heap_slot;
 
 typedef struct weft__timers {
   weft__heap_slot *heap;
   size_t n, cap;
   uint64_t seq;
+  uint32_t *pos;        /* by id: heap position (armed), or 1 + the next
+                           free id (0: none) */
+  weft__timer **node;   /* by id: the timer */
+  uint32_t nids, ids_cap;
+  uint32_t free1;       /* 1 + the first free id; 0: none (all zero is an
+                           empty heap) */
 } weft__timers;
 
-#define WEFT__TIMER_IDLE SIZE_MAX
+#define WEFT__TIMER_IDLE UINT32_MAX
 
 static inline void weft__timer_init(weft__timer *t, void (*fire)(weft__timer *)) {
-  t->idx = WEFT__TIMER_IDLE;
+  t->id = WEFT__TIMER_IDLE;
   t->fire = fire;
   t->when = INT64_MAX;
-  t->seq = 0;
 }
 static inline int weft__timer_armed(const weft__timer *t) {
-  return t->idx != WEFT__TIMER_IDLE;
+  return t->id != WEFT__TIMER_IDLE;
 }
-
 /* Arms t at t->when. 0 or -ENOMEM. */
 int weft__timers_add(weft__timers *h, weft__timer *t);
 /* Disarms t if armed. */
