@@ -106,9 +106,9 @@ typedef struct weft_config {
   /* Free stacks kept for reuse; the rest are given back to the kernel
    * when the loop is idle. 0: 1024. */
   size_t stack_pool;
-  /* Guard pages below stacks: 1 = while the kernel's mapping budget
-   * (vm.max_map_count) allows, then stacks without guards (default);
-   * 0 = never. */
+  /* Guard pages below stacks: 1 (default) = below every stack on Linux
+   * 6.13+ (MADV_GUARD_INSTALL); on older kernels while the mapping budget
+   * (vm.max_map_count) allows, then stacks without guards; 0 = never. */
   int guard_pages;
   /* Debug mode: 1 on, 0 off, -1 (default) from the environment variable
    * WEFT_DEBUG=1. Prints diagnostics to stderr: steps over 100 ms without
