@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,69 +199,52 @@ static int w_sleepers(struct bench *b) {
 /* ------------------------------------------------------------------ */
 
 /*
- * weft has no event primitive yet, so the two waits of this workload are
- * built from what weft.h offers, keeping the peers' shape: every task parks
- * exactly once and is woken exactly once.
- *
- *  - "the last one wakes the root" (Python: a future, Go: a WaitGroup):
- *    the root sleeps forever inside its own cancel scope `all_started`;
- *    the last child to start calls weft_scope_cancel on that scope, which
- *    wakes the root (its sleep returns -ECANCELED; closing a scope that was
- *    cancelled by weft_scope_cancel returns 0).
- *  - "one event" (asyncio.Event / a channel closed once): each child sleeps
- *    with weft_sleep_until(WEFT_FOREVER) in the group; the root, after
- *    sampling peak RSS, "sets the event" with weft_group_cancel, which wakes
- *    every child once; each sees -ECANCELED and returns 0 (cancelled
- *    children are never errors, and weft_group_cancel is not one either).
- *
- * When sync/ gets weft_event_*, switch this to it: that is what the peers
- * measure. The cost should be close: one park and one wake per task.
+ * As the peers: the last child to start sets `all_started` (Python: a
+ * future, Go: a second WaitGroup) and every child then waits on one event,
+ * which the root sets after sampling peak RSS. Every task parks exactly
+ * once and is woken exactly once.
  */
 struct idle_state {
   long n, started;
-  weft_scope all_started; /* on the root's stack */
-  int bad;                /* a wait returned something unexpected */
+  weft_event *all_started, *go;
+  int bad; /* a wait returned something unexpected */
 };
 
 static int idle_waiter(void *arg) {
   struct idle_state *st = arg;
-  if (++st->started == st->n) weft_scope_cancel(&st->all_started);
-  int rc = weft_sleep_until(WEFT_FOREVER); /* the "event" */
-  if (rc != -ECANCELED) st->bad = rc ? rc : -EPROTO;
+  if (++st->started == st->n) weft_event_set(st->all_started);
+  int rc = weft_event_wait(st->go);
+  if (rc) st->bad = rc;
   return 0;
 }
 
 static int w_idle(struct bench *b) {
   struct idle_state st = {.n = b->n};
+  st.all_started = weft_event_new();
+  st.go = weft_event_new();
+  if (!st.all_started || !st.go) return fail("weft_event_new", -ENOMEM);
   int rc = 0;
   long base = maxrss_kib();
   double t0 = now_s();
   weft_group *g = weft_group_open();
   if (!g) return fail("weft_group_open", -errno);
-  /* Opened before the spawns, so it exists whenever the last child runs. */
-  int orc = weft_scope_open(&st.all_started, WEFT_FOREVER);
-  if (orc) {
-    rc = fail("weft_scope_open", orc);
-  } else {
-    for (long i = 0; i < b->n; i++) {
-      if (!weft_group_spawn(g, idle_waiter, &st, NULL)) {
-        rc = fail("weft_group_spawn", -errno);
-        break;
-      }
+  for (long i = 0; i < b->n; i++) {
+    if (!weft_group_spawn(g, idle_waiter, &st, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+      break;
     }
-    /* Wait until all have started ("await all_started"). */
-    int src = -ECANCELED;
-    if (!rc && st.started < st.n) src = weft_sleep_until(WEFT_FOREVER);
-    int crc = weft_scope_close(&st.all_started);
-    if (!rc && src != -ECANCELED)
-      rc = fail("root's wait for all started", src ? src : -EPROTO);
-    else if (!rc && crc)
-      rc = fail("weft_scope_close", crc);
+  }
+  if (!rc) {
+    int wrc = weft_event_wait(st.all_started);
+    if (wrc) rc = fail("root's wait for all started", wrc);
   }
   long peak = maxrss_kib();
-  weft_group_cancel(g); /* "event.set()" */
+  weft_event_set(st.go);
   int crc = close_group(g);
   b->wall = now_s() - t0;
+  weft_event_free(st.all_started);
+  weft_event_free(st.go);
   if (!rc && st.bad) rc = fail("a task's wait for the event", st.bad);
   b->bytes_per_task = round_l((double)(peak - base) * 1024.0 / (double)b->n);
   b->has_bytes_per_task = 1;
@@ -288,6 +272,213 @@ static int w_timeout(struct bench *b) {
 }
 
 /* ------------------------------------------------------------------ */
+/* gather: 1,000 rounds of weft_gather over 100 fresh trivial tasks    */
+/* ------------------------------------------------------------------ */
+
+#define GATHER_WIDTH 100
+
+static int w_gather(struct bench *b) {
+  long rounds = b->n / GATHER_WIDTH;
+  if (rounds < 1) rounds = 1;
+  b->n = rounds * GATHER_WIDTH; /* n counts the gathered tasks */
+  weft_call calls[GATHER_WIDTH];
+  int results[GATHER_WIDTH];
+  for (int j = 0; j < GATHER_WIDTH; j++)
+    calls[j] = (weft_call){trivial, NULL};
+  int rc = 0;
+  double t0 = now_s();
+  for (long r = 0; r < rounds && !rc; r++) {
+    rc = weft_gather(calls, GATHER_WIDTH, results, 0);
+    if (rc) fail("weft_gather", rc);
+    for (int j = 0; j < GATHER_WIDTH && !rc; j++)
+      if (results[j] != 0) rc = fail("a gathered task", results[j]);
+  }
+  b->wall = now_s() - t0;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* queue: a producer and a consumer over a FIFO of capacity 128        */
+/* ------------------------------------------------------------------ */
+
+struct queue_state {
+  weft_queue *q;
+  long n;
+};
+
+static int q_producer(void *arg) {
+  struct queue_state *st = arg;
+  for (long i = 0; i < st->n; i++) {
+    int rc = weft_queue_put(st->q, &i);
+    if (rc) return fail("weft_queue_put", rc);
+  }
+  return 0;
+}
+
+static int q_consumer(void *arg) {
+  struct queue_state *st = arg;
+  for (long i = 0; i < st->n; i++) {
+    long v;
+    int rc = weft_queue_get(st->q, &v);
+    if (rc) return fail("weft_queue_get", rc);
+    if (v != i) return fail("weft_queue_get: item out of order", -EPROTO);
+  }
+  return 0;
+}
+
+static int w_queue(struct bench *b) {
+  struct queue_state st = {weft_queue_new(128, sizeof(long)), b->n};
+  if (!st.q) return fail("weft_queue_new", -errno);
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  int rc = g ? 0 : fail("weft_group_open", -errno);
+  if (g) {
+    if (!weft_group_spawn(g, q_producer, &st, NULL) ||
+        !weft_group_spawn(g, q_consumer, &st, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+    }
+    int crc = close_group(g);
+    if (!rc) rc = crc;
+  }
+  b->wall = now_s() - t0;
+  weft_queue_free(st.q);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* semaphore: 1,000 tasks x 100 {acquire; yield; release}, 10 permits  */
+/* ------------------------------------------------------------------ */
+
+#define SEM_TASKS 1000
+
+struct sem_state {
+  weft_sem *s;
+  long iters;
+};
+
+static int sem_user(void *arg) {
+  struct sem_state *st = arg;
+  for (long i = 0; i < st->iters; i++) {
+    int rc = weft_sem_acquire(st->s);
+    if (rc) return fail("weft_sem_acquire", rc);
+    rc = weft_yield();
+    weft_sem_release(st->s);
+    if (rc) return fail("weft_yield", rc);
+  }
+  return 0;
+}
+
+static int w_semaphore(struct bench *b) {
+  struct sem_state st = {weft_sem_new(10), b->n / SEM_TASKS};
+  if (!st.s) return fail("weft_sem_new", -errno);
+  if (st.iters < 1) st.iters = 1;
+  b->n = st.iters * SEM_TASKS; /* n counts the cycles of all tasks */
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  int rc = g ? 0 : fail("weft_group_open", -errno);
+  for (int i = 0; g && i < SEM_TASKS && !rc; i++)
+    if (!weft_group_spawn(g, sem_user, &st, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+    }
+  if (g) {
+    int crc = close_group(g);
+    if (!rc) rc = crc;
+  }
+  b->wall = now_s() - t0;
+  weft_sem_free(st.s);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* to_thread: n x weft_to_thread(f) in sequence, f returns at once     */
+/* ------------------------------------------------------------------ */
+
+static void *return_arg(void *arg) { return arg; }
+
+/* The default pool's thread is started lazily, inside the clock (as
+ * asyncio's default executor's is). */
+static int w_to_thread(struct bench *b) {
+  double t0 = now_s();
+  for (long i = 0; i < b->n; i++) {
+    void *r = &r;
+    int rc = weft_to_thread(return_arg, NULL, &r);
+    if (rc) return fail("weft_to_thread", rc);
+    if (r) return fail("weft_to_thread result", -EPROTO);
+  }
+  b->wall = now_s() - t0;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* submit: a plain thread submits n trivial tasks to the loop          */
+/* ------------------------------------------------------------------ */
+
+/* weft only (asyncio's run_coroutine_threadsafe / Go have no peer line).
+ * The root opens a scope and sleeps in it; a plain thread submits n
+ * trivial tasks with weft_loop_submit (freeing each future but the last),
+ * waits for the last one's future, stops its clock and has the loop
+ * cancel the root's scope with weft_loop_call. ns_per_op = its wall / n. */
+struct submit_state {
+  weft_loop *loop;
+  long n;
+  weft_scope done; /* on the root's stack */
+  double wall;
+  int rc;
+};
+
+static void submit_stop(void *arg) {
+  struct submit_state *st = arg;
+  weft_scope_cancel(&st->done);
+}
+
+static void *submitter(void *arg) {
+  struct submit_state *st = arg;
+  double t0 = now_s();
+  weft_future *last = NULL;
+  for (long i = 0; i < st->n; i++) {
+    weft_future *f = weft_loop_submit(st->loop, trivial, NULL);
+    if (!f) {
+      st->rc = fail("weft_loop_submit", -errno);
+      break;
+    }
+    if (i + 1 < st->n)
+      weft_future_free(f);
+    else
+      last = f;
+  }
+  if (last) {
+    int res = -1;
+    int rc = weft_future_wait(last, WEFT_FOREVER, &res);
+    if (rc || res) st->rc = fail("weft_future_wait", rc ? rc : res);
+    weft_future_free(last);
+  }
+  st->wall = now_s() - t0;
+  int rc = weft_loop_call(st->loop, submit_stop, st);
+  if (rc) st->rc = fail("weft_loop_call", rc);
+  return NULL;
+}
+
+static int w_submit(struct bench *b) {
+  struct submit_state st = {.loop = weft_loop_current(), .n = b->n};
+  int rc = weft_scope_open(&st.done, WEFT_FOREVER);
+  if (rc) return fail("weft_scope_open", rc);
+  pthread_t th;
+  int e = pthread_create(&th, NULL, submitter, &st);
+  if (e) {
+    weft_scope_close(&st.done);
+    return fail("pthread_create", -e);
+  }
+  rc = weft_sleep_until(WEFT_FOREVER); /* until submit_stop */
+  weft_scope_close(&st.done);
+  pthread_join(th, NULL);
+  if (rc != -ECANCELED) return fail("root's wait", rc ? rc : -EPROTO);
+  b->wall = st.wall;
+  return st.rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* The table                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -302,6 +493,11 @@ static const struct workload {
     {"sleepers", 100000, w_sleepers},
     {"idle", 100000, w_idle},
     {"timeout", 1000000, w_timeout},
+    {"to_thread", 10000, w_to_thread},
+    {"submit", 1000000, w_submit},
+    {"queue", 1000000, w_queue},
+    {"semaphore", 100000, w_semaphore},
+    {"gather", 100000, w_gather},
 };
 
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])

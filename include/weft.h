@@ -56,6 +56,8 @@ extern "C" {
                                      without calling weft_started() */
 #define WEFT_EINCOMPLETE (-10005) /* stream ended before the read completed */
 #define WEFT_ELIMIT (-10006)      /* a read went over the buffer limit */
+#define WEFT_EENDOFCHANNEL (-10007) /* every send handle of a channel is
+                                       closed and its buffer is empty */
 
 /* Name of any code this library returns (negative errno or WEFT_E*); also
  * accepts positive errno values. Never NULL; unknown codes give

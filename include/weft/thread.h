@@ -1,11 +1,223 @@
 /*
  * weft/thread.h -- blocking code and other threads: thread pool,
  * to_thread, submitting to a loop from any thread, futures, several loops.
- * Included by weft.h.
+ * Included by weft.h. See docs/guide/threads.md.
+ *
+ * Thread-safety is stated per function. "From a task" functions suspend
+ * only the calling task; the others may be called from any thread.
  */
 #ifndef WEFT_THREAD_H
 #define WEFT_THREAD_H
 #ifndef WEFT_H
 #error "include weft.h, not weft/thread.h"
 #endif
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* ------------------------------------------------------------------ */
+/* Blocking code on a thread pool (asyncio.to_thread, run_in_executor) */
+/* ------------------------------------------------------------------ */
+
+/* A pool of threads running blocking functions (concurrent.futures'
+ * ThreadPoolExecutor). Threads start on demand, up to the pool's size,
+ * and end after an idle time. There is one default pool per process,
+ * sized min(32, CPUs + 4) (Python's default), with a 10 s idle time. */
+typedef struct weft_executor weft_executor;
+
+/* A blocking function run on a pool thread; what it returns is the job's
+ * result. It must not call weft functions that need a loop. */
+typedef void *(*weft_blocking_fn)(void *arg);
+
+/* Takes over `arg` (and `result`) of a job whose result the caller did not
+ * receive: called exactly once for every weft_executor_run that returns
+ * an error (fn not NULL). status is 0 if fn ran (result is what it
+ * returned: the caller was cancelled while it ran), else the error the
+ * caller got and result is NULL (fn never ran). It runs on a pool thread,
+ * on the caller's loop thread, or on the thread calling
+ * weft_executor_shutdown; it must not block for long. */
+typedef void (*weft_cleanup_fn)(void *arg, void *result, int status);
+
+/* asyncio.to_thread: runs fn(arg) on the default pool and suspends only
+ * the calling task until it returns; stores its return value in *result
+ * (if result is not NULL) and returns 0. A checkpoint: if the task is
+ * cancelled while waiting it gets -ECANCELED at once; fn, if it had
+ * started, finishes in the background and its result is dropped (use
+ * weft_executor_run with a cleanup to free it). So `arg` must stay valid
+ * until fn returns, which may be after this call returned -ECANCELED.
+ * Errors: -EINVAL (fn NULL), -ECANCELED, -ENOMEM, -EAGAIN (no thread
+ * could be started), -ESHUTDOWN (the loop is being freed), WEFT_ENOTASK
+ * (not called from a task). */
+WEFT_API int weft_to_thread(weft_blocking_fn fn, void *arg, void **result);
+
+/* loop.run_in_executor: weft_to_thread on executor `ex` (NULL: the default
+ * pool), with an optional cleanup. The one rule: if this returns 0, *result
+ * holds fn's return value and cleanup is not called; if it returns an
+ * error (other than -EINVAL for fn NULL), cleanup(arg, result, status) is
+ * called exactly once, before the return or, when the caller was cancelled
+ * while fn ran, on the pool thread once fn returns. So arg (and a result
+ * that needs freeing) can be handed over safely:
+ *
+ *   char *buf;
+ *   rc = weft_executor_run(NULL, slurp, req, free_req, (void **)&buf);
+ *
+ * Errors: those of weft_to_thread, and -ESHUTDOWN (ex shut down, or the
+ * job was dropped by weft_executor_shutdown(ex, WEFT_EXECUTOR_DROP)). A
+ * job whose caller is cancelled before a thread took it never runs
+ * (status -ECANCELED). From a task. */
+WEFT_API int weft_executor_run(weft_executor *ex, weft_blocking_fn fn,
+                               void *arg, weft_cleanup_fn cleanup,
+                               void **result);
+
+/* A pool of at most max_threads threads (0: the default pool's size).
+ * NULL with errno ENOMEM, or EAGAIN/EINVAL from the system. Thread-safe.
+ * Release it with weft_executor_free. */
+WEFT_API weft_executor *weft_executor_new(size_t max_threads);
+
+/* How long a thread of ex waits for work before it ends (negative: 0;
+ * WEFT_FOREVER: threads never end while ex lives); for threads that go
+ * idle from now on. ex NULL: the default pool. 0 or -EINVAL. Thread-safe. */
+WEFT_API int weft_executor_set_idle(weft_executor *ex, int64_t duration);
+
+/* Number of threads ex has now (ex NULL: the default pool; 0 if it was
+ * never used). Thread-safe. */
+WEFT_API size_t weft_executor_threads(weft_executor *ex);
+
+#define WEFT_EXECUTOR_WAIT 0 /* run what is queued, then stop */
+#define WEFT_EXECUTOR_DROP 1 /* drop what is queued (cleanups run) */
+
+/* executor.shutdown: ex refuses new jobs (-ESHUTDOWN) and, with
+ * WEFT_EXECUTOR_DROP, drops the queued ones (their callers get
+ * -ESHUTDOWN; their cleanups run). Then waits until every job that was
+ * not dropped has finished and every thread has ended: from a task, only
+ * the task waits (cancelled: -ECANCELED, and the shutdown completes in the
+ * background); from any other thread, the thread blocks. Calling it again
+ * is fine (a later DROP still drops). The default pool lives as long as
+ * the process and cannot be shut down. 0, -EINVAL (ex NULL or a bad
+ * `how`), -ECANCELED. Thread-safe. */
+WEFT_API int weft_executor_shutdown(weft_executor *ex, int how);
+
+/* Releases ex: if it was not shut down, it is now with WEFT_EXECUTOR_WAIT
+ * (queued jobs still run), without waiting; its memory goes when its last
+ * thread ends. Do not use ex afterwards. 0, -EINVAL (NULL). Thread-safe. */
+WEFT_API int weft_executor_free(weft_executor *ex);
+
+/* ------------------------------------------------------------------ */
+/* Loops from other threads (run_coroutine_threadsafe,                 */
+/* call_soon_threadsafe)                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Lifetime of a loop handle used from other threads. The weft_loop pointer
+ * of weft_loop_current() is valid while the loop runs (until weft_run
+ * returns, or weft_runner_close). To use it from another thread without
+ * knowing that, hold a reference: take it with weft_loop_ref where the
+ * pointer is known valid (on the loop's thread, or from a thread that holds
+ * one already) and give it back with weft_loop_unref. A referenced loop
+ * that has been freed keeps a small record alive: submissions and calls
+ * to it fail with -ESHUTDOWN, never hang. Using a pointer after its loop
+ * was freed and its last reference given back is undefined.
+ */
+
+/* Takes a reference on loop and returns it (NULL: returns NULL). Thread-safe. */
+WEFT_API weft_loop *weft_loop_ref(weft_loop *loop);
+/* Gives one back (NULL: nothing). Thread-safe. */
+WEFT_API void weft_loop_unref(weft_loop *loop);
+
+/* The result of a function submitted to a loop: waited for, polled or
+ * cancelled from any thread, and released with weft_future_free. */
+typedef struct weft_future weft_future;
+
+/* asyncio.run_coroutine_threadsafe: runs fn(arg) as a new task of `loop`
+ * and returns a future of its result. Thread-safe: any thread, including
+ * the loop's own and other loops' tasks. The loop is woken through its
+ * eventfd only when it may be asleep; submissions are handled in batches.
+ * A submission that the loop has not started by the time its root task
+ * returned (weft_run is ending) completes with -ESHUTDOWN without running;
+ * one that was cancelled before it started completes with -ECANCELED
+ * without running. Runs in FIFO order with other submissions and calls
+ * from the same thread. NULL with errno EINVAL (loop or fn NULL), ENOMEM,
+ * ESHUTDOWN (the loop has been freed). The caller owns the future and
+ * must weft_future_free it (freeing it does not cancel the task). */
+WEFT_API weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg);
+
+/* loop.call_soon_threadsafe: runs cb(arg) on the loop's thread, between
+ * tasks, soon. cb must not block (it is not in a task: checkpoints return
+ * WEFT_ENOTASK) but may spawn tasks, cancel them or wake them. Every call
+ * that returned 0 runs exactly once, also when the loop is ending.
+ * Thread-safe. 0, -EINVAL, -ENOMEM, -ESHUTDOWN (the loop has been freed). */
+WEFT_API int weft_loop_call(weft_loop *loop, void (*cb)(void *arg), void *arg);
+
+/* future.result(timeout): waits until the submitted task has finished or
+ * `deadline` (absolute, WEFT_FOREVER: none) has passed. 0 with the task's
+ * result in *result (if not NULL), or -ETIMEDOUT (wait again later).
+ * From a task, only the task waits (a checkpoint: -ECANCELED); from any
+ * other thread, the thread blocks. One waiter at a time: a second
+ * concurrent waiter gets -EBUSY; waiting again after it finished returns
+ * the same result again. Other errors: -EINVAL (NULL), -EDEADLK (a task
+ * waiting for its own future, or the loop's thread outside a task waiting
+ * for an unfinished future of that loop), -ESHUTDOWN (the calling task's
+ * loop is being freed), WEFT_ENOTASK never (plain threads may wait). */
+WEFT_API int weft_future_wait(weft_future *f, int64_t deadline, int *result);
+
+/* future.done() + result(): 0 with the result in *result (if not NULL) if
+ * the task has finished, else -EAGAIN; -EINVAL. Never blocks. Thread-safe. */
+WEFT_API int weft_future_poll(weft_future *f, int *result);
+
+/* future.cancel(): cancels the submitted task (weft_cancel); one not started
+ * yet never runs and completes with -ECANCELED. Cancelling a finished
+ * future does nothing. Returns at once (the task sees the cancellation
+ * soon after); 0 or -EINVAL. Thread-safe. */
+WEFT_API int weft_future_cancel(weft_future *f);
+
+/* Releases the future; the task, if still running, runs on. 0, -EINVAL,
+ * -EBUSY (a wait on it is in progress: nothing is released). Thread-safe;
+ * do not use f afterwards. */
+WEFT_API int weft_future_free(weft_future *f);
+
+/* ------------------------------------------------------------------ */
+/* Several loops                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Starts n threads (named "weft-loop-I"), runs weft_run(main, args[i])
+ * on thread i (args NULL: arg NULL), waits for all and stores main's
+ * results in results[i] (if results is not NULL). The loops are
+ * independent: share data between them with weft_loop_submit /
+ * weft_loop_call, or with the usual thread-safe means. 0, -EINVAL (n 0
+ * or main NULL), or the error of the first thread that could not be started
+ * (-EAGAIN...): the threads started before it are still waited for, and
+ * the results of those that never ran are that error. Blocks the calling
+ * thread; call it outside any loop (or from a task through weft_to_thread). */
+WEFT_API int weft_run_threads(size_t n, weft_fn main, void *const *args,
+                              int *results);
+
+/* ------------------------------------------------------------------ */
+/* Files, on the default pool                                           */
+/* ------------------------------------------------------------------ */
+
+/* Reads the whole file at path: *data gets a malloc'd buffer (the caller
+ * frees it) of *len bytes plus a terminating NUL not counted in *len.
+ * From a task; a checkpoint (cancelled: -ECANCELED at once; a read under
+ * way finishes in the background and its buffer is freed). 0, -EINVAL
+ * (NULL argument), -errno of open/read (-ENOENT, -EACCES, -EISDIR...),
+ * -ENOMEM, and the errors of weft_to_thread. */
+WEFT_API int weft_file_read(const char *path, char **data, size_t *len);
+
+/* Replaces the file at path with len bytes of data, atomically: writes a
+ * temporary file in the same directory, fsyncs it, renames it over path
+ * and fsyncs the directory, so readers (and a crash) see the old contents
+ * or the new, never a mix. The new file keeps the old one's permission
+ * bits (new files: 0666 less the umask). data is copied: it may be freed
+ * as soon as the call returns. A cancelled write stops before the rename
+ * (the file is left as it was) unless it had already got there. From a
+ * task; a checkpoint. 0, -EINVAL, -errno of open/write/fsync/rename
+ * (-ENOENT, -EACCES, -ENOSPC...), -ENOMEM, the errors of weft_to_thread. */
+WEFT_API int weft_file_write_atomic(const char *path, const void *data,
+                                    size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_THREAD_H */

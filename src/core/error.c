@@ -18,6 +18,7 @@ const char *weft_strerror(int code) {
     case WEFT_ENOTSTARTED: return "task returned without reporting readiness";
     case WEFT_EINCOMPLETE: return "stream ended before the read completed";
     case WEFT_ELIMIT: return "read exceeded the buffer limit";
+    case WEFT_EENDOFCHANNEL: return "end of channel: every sender has closed";
     default: break;
   }
   int e = code < 0 ? -code : code;

@@ -65,7 +65,7 @@ static void add_error(weft_group *g, const char *name, int code, char *msg) {
 weft_group *weft_group_open(void) {
   weft_task *t = weft__cur();
   if (!t) {
-    errno = -WEFT_ENOTASK;
+    errno = -weft__misuse(__func__, WEFT_ENOTASK);
     return NULL;
   }
   weft_loop *L = t->loop;
@@ -100,10 +100,11 @@ static weft_task *child_new(weft_loop *L, weft_group *g, weft_fn fn, void *arg,
   return t;
 }
 
-static int check_group(weft_loop *L, weft_group *g) {
+#define check_group(L, g) check_group_(L, g, __func__)
+static int check_group_(weft_loop *L, weft_group *g, const char *func) {
   if (!g) return -EINVAL;
   /* The owner's record may be recycled, but only within its loop. */
-  if (!L || g->owner->loop != L) return WEFT_ELOOP;
+  if (!L || g->owner->loop != L) return weft__misuse(func, WEFT_ELOOP);
   if (!(g->sc.flags & SC_OPEN)) return -EPIPE; /* closed */
   return 0;
 }
@@ -137,7 +138,7 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   weft_loop *L = weft__tls_loop;
   weft_task *cur = L ? L->current : NULL;
   if (!g || !fn) return -EINVAL;
-  if (!cur) return WEFT_ENOTASK;
+  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
   int rc = check_group(L, g);
   if (rc) return rc;
   if (weft__cancelled(cur)) return -ECANCELED;
@@ -159,7 +160,7 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
 
 int weft_started(void *value) {
   weft_task *t = weft__cur();
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   if (!(t->flags & TF_STARTING)) return -EINVAL;
   t->flags &= ~TF_STARTING;
   weft_task *st = t->pscope->task;
@@ -244,8 +245,8 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   weft_task *cur = L ? L->current : NULL;
   if (errs) *errs = NULL;
   if (!g) return -EINVAL;
-  if (!cur) return WEFT_ENOTASK;
-  if (g->owner->loop != L) return WEFT_ELOOP;
+  if (g->owner->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
+  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
   if (!(g->sc.flags & SC_OPEN) || g->owner != cur) return -EINVAL;
   if (cur->scope != &g->sc) return -EINVAL;
   while (g->nchildren) {

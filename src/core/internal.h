@@ -75,13 +75,32 @@ typedef struct done_cb {
   void *arg;
 } done_cb;
 
+/* A removable watch on a task's end (sync/: weft_wait, as_completed),
+ * unlike weft_task_on_done's callbacks, which stay until the record is
+ * freed. The node lives with the watcher; see weft__watch_add. */
+typedef struct weft__watch {
+  struct weft__watch **pprev, *next; /* pprev NULL: not linked */
+  void (*fn)(struct weft__watch *w, weft_task *t);
+} weft__watch;
+
 /* The parts of a task most tasks never use, allocated on first need so
  * that the record stays at two cache lines. */
 typedef struct task_extra {
   char *msg;          /* weft_fail message */
   done_cb *on_done;
+  weft__watch *watches;
   char *name;         /* NULL: "task-N", made on first use */
 } task_extra;
+
+/* Run when a task finishes, by an object tied to the task's life (sync/:
+ * a lock the task still holds). The node lives in the object, linked into
+ * the task's body with weft__exit_hook_add while the tie holds and
+ * unlinked with weft__exit_hook_del; a finishing task unlinks each hook
+ * before calling it. */
+typedef struct weft__exit_hook {
+  struct weft__exit_hook **pprev, *next;
+  void (*fn)(struct weft__exit_hook *h, weft_task *t);
+} weft__exit_hook;
 
 /* What a task needs only while it has a stack: it lives at the top of the
  * stack, in the page the task touches first anyway, so a task that is
@@ -99,6 +118,12 @@ typedef struct task_body {
   int64_t step_start; /* debug: when the current step began */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
+  weft__exit_hook *exit_hooks;
+  /* The waiter record of the sync/ object a task is parked on (a task
+   * waits on one thing at a time). Here rather than in the waiting
+   * call's frame, so that the call can end in a tail call to weft__park:
+   * see switch_away in loop.c. */
+  void *wait_node[6];
 } task_body;
 
 struct weft_task {
@@ -147,6 +172,13 @@ typedef struct task_chunk {
   size_t bytes;
 } task_chunk;
 
+/* A message from another thread to a loop (src/thread/inbox.c): `run` is
+ * called on the loop's thread, between tasks (L->current is NULL). */
+typedef struct weft__msg {
+  struct weft__msg *_Atomic next;
+  void (*run)(weft_loop *L, struct weft__msg *m);
+} weft__msg;
+
 struct weft_loop {
   weft_task *current;     /* running task; NULL in the scheduler */
   weft_task *rq_head, *rq_tail;
@@ -191,6 +223,24 @@ struct weft_loop {
   char debug_hw_task[64];
   void *altstack;
   void *old_segv;         /* struct sigaction saved by debug mode */
+  /* Threads (src/thread/): loop-thread-only counters, then what other
+   * threads write, on a cache line of its own. */
+  int nthread_jobs;       /* to_thread jobs awaited: spin before sleeping */
+  int refs_drop;          /* references given back lazily by the loop */
+  weft__msg *inbox_head;  /* the inbox's consumer end */
+  /* Freed future records (src/thread/future.c): pushed by the loop,
+   * taken all at once by submitting threads. */
+  void *_Atomic spare_futures;
+  int nspare_futures;     /* about how many (loop thread only) */
+  char xpad_[64];
+  weft__msg *_Atomic inbox_tail; /* MPSC queue (Vyukov); producers' end */
+  atomic_int inbox_pushers; /* posts under way */
+  atomic_int inbox_closed;  /* the loop is freed: posts fail */
+  atomic_int polling;     /* in, or about to enter, a blocking poll */
+  atomic_int refs;        /* the running loop's own + weft_loop_ref + jobs
+                             and submissions in flight */
+  weft__msg inbox_stub;   /* the queue's placeholder node */
+  char xpad2_[32];
 };
 
 /* The loop of the calling thread (initial-exec TLS: one %fs load). */
@@ -238,6 +288,28 @@ WEFT__HIDDEN void weft__group_child_exit(weft_loop *L, weft_task *t);
 
 /* fd waits (loop.c) */
 WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
+
+/* Cross-thread inbox (src/thread/inbox.c). The loop drains it at every
+ * turn, calls before_poll (spins briefly while to_thread jobs are out,
+ * then announces the sleep so that posters write the eventfd) and
+ * after_poll around a poll, and closes it while it is being freed (true:
+ * what was left made tasks; run them and close again). */
+static inline bool weft__inbox_pending(weft_loop *L) {
+  return L->inbox_head != &L->inbox_stub ||
+         atomic_load_explicit(&L->inbox_tail, memory_order_relaxed) !=
+             &L->inbox_stub;
+}
+WEFT__HIDDEN void weft__inbox_init(weft_loop *L);
+/* Spare future records of a loop (future.c): trims the surplus (when
+ * the loop is about to sleep), frees them all (the loop is released). */
+WEFT__HIDDEN void weft__futures_trim(weft_loop *L);
+WEFT__HIDDEN void weft__futures_flush(weft_loop *L);
+WEFT__HIDDEN void weft__futures_release(weft_loop *L);
+WEFT__HIDDEN int weft__loop_post(weft_loop *L, weft__msg *m);
+WEFT__HIDDEN void weft__inbox_drain(weft_loop *L);
+WEFT__HIDDEN int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout);
+WEFT__HIDDEN void weft__inbox_after_poll(weft_loop *L);
+WEFT__HIDDEN bool weft__inbox_close(weft_loop *L);
 
 /* Errors (error.c) */
 WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
@@ -291,7 +363,24 @@ static inline const char *weft__task_msg(const weft_task *t) {
   return t->x ? t->x->msg : NULL;
 }
 WEFT__HIDDEN void weft__task_set_msg(weft_task *t, char *m);
+/* Links w (fn set by the caller) to t, which must not have finished: when
+ * t finishes, w is unlinked and then w->fn(w, t) runs (it may not block).
+ * 0, or -ENOMEM. weft__watch_del unlinks w if still linked (a no-op
+ * after it fired). */
+WEFT__HIDDEN int weft__watch_add(weft_task *t, weft__watch *w);
+WEFT__HIDDEN void weft__watch_del(weft__watch *w);
 WEFT__HIDDEN char *weft__task_take_msg(weft_task *t);
+static inline void weft__exit_hook_add(weft_task *t, weft__exit_hook *h) {
+  task_body *b = weft__body(t);
+  h->next = b->exit_hooks;
+  if (h->next) h->next->pprev = &h->next;
+  h->pprev = &b->exit_hooks;
+  b->exit_hooks = h;
+}
+static inline void weft__exit_hook_del(weft__exit_hook *h) {
+  *h->pprev = h->next;
+  if (h->next) h->next->pprev = h->pprev;
+}
 /* Cancels t's root scope, or marks a task that has not run yet. */
 WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 

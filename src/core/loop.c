@@ -241,10 +241,23 @@ static inline void begin_step(weft_loop *L, weft_task *t) {
   WEFT__INSTR(L, step_begin, t);
 }
 
+enum { SW_PARK, SW_YIELD, SW_DIE };
+
 /* The current task `cur` stops running (it parked, yielded or is dying):
- * run the next ready task, or the scheduler. Returns when cur resumes. */
-static void switch_away(weft_loop *L, weft_task *cur, weft__ctx *save,
-                        bool dying) {
+ * run the next ready task, or the scheduler. Returns when cur resumes:
+ * for a yield 0 or -ECANCELED, for a park its wake code.
+ *
+ * Every suspension goes through this one function, out of line, and
+ * weft_yield and weft__park end in a tail call to it (so do the sync/
+ * waits that end in weft__park). A resumed task returns along the return
+ * addresses the CPU predicts from the task that suspended: with one
+ * shared path only the return into the task's own code can be
+ * mispredicted, not also one per library frame in between. Measured on
+ * the semaphore workload (a task parks in acquire, the next resumes from
+ * a yield): 72 -> 55 ns per cycle. */
+__attribute__((noinline)) static int switch_away(weft_loop *L, weft_task *cur,
+                                                 weft__ctx *save, int how) {
+  bool dying = how == SW_DIE;
   if (!dying) { /* a dying task ended its step before it finished */
     WEFT__INSTR(L, step_end, cur);
     if (unlikely(L->debug)) weft__debug_switch_check(L, cur);
@@ -255,18 +268,20 @@ static void switch_away(weft_loop *L, weft_task *cur, weft__ctx *save,
     if (!next) {
       L->current = NULL;
       do_switch(L, save, NULL, dying);
-      return;
+      break;
     }
     L->budget--;
     if (next == cur) { /* yielded with nobody else ready */
       begin_step(L, cur);
-      return;
+      break;
     }
     if (!next->stack && !prepare(L, next)) continue;
     begin_step(L, next);
     do_switch(L, save, next, dying);
-    return;
+    break;
   }
+  if (how == SW_YIELD) return weft__cancelled(cur) ? -ECANCELED : 0;
+  return weft__body(cur)->wake_code;
 }
 
 int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
@@ -274,8 +289,7 @@ int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
   b->unpark = unpark;
   t->state = T_PARKED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
-  switch_away(L, t, &t->ctx, false);
-  return b->wake_code;
+  return switch_away(L, t, &t->ctx, SW_PARK);
 }
 
 /* t must be parked: every waker owns the wait it ends (the waiter was
@@ -339,7 +353,7 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
   L->zombie = st;
   /* The dead context is saved in the (maybe recycled) record: harmless,
    * nothing runs before the switch and nothing reads it after. */
-  switch_away(L, t, &t->ctx, true);
+  switch_away(L, t, &t->ctx, SW_DIE);
   __builtin_unreachable();
 }
 
@@ -354,8 +368,7 @@ int weft_yield(void) {
   /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
   if (!L->rq_head) L->budget = 0;
   weft__ready(L, t);
-  switch_away(L, t, &t->ctx, false);
-  return weft__cancelled(t) ? -ECANCELED : 0;
+  return switch_away(L, t, &t->ctx, SW_YIELD);
 }
 
 int weft_check_cancel(void) {
@@ -406,6 +419,7 @@ void weft__body_init(weft_task *t, task_body *b) {
   b->task = t;
   b->unpark = NULL;
   b->wake_code = 0;
+  b->exit_hooks = NULL;
   b->wait_fd = -1;
   b->wait_events = 0;
   b->wait_obj = NULL;
@@ -532,6 +546,7 @@ static void fire_timers(weft_loop *L) {
 static void loop_turn(weft_loop *L) {
   L->now = weft__clock_sample(L);
   fire_timers(L);
+  if (weft__inbox_pending(L)) weft__inbox_drain(L);
   int64_t timeout;
   if (L->rq_head) {
     if (!L->nfd_waiters && !atomic_load_explicit(&L->wake_pending,
@@ -543,12 +558,14 @@ static void loop_turn(weft_loop *L) {
     timeout = next == INT64_MAX ? -1 : next > L->now ? next - L->now : 0;
     /* About to sleep for a while: give back some surplus stacks. */
     if (timeout < 0 || timeout >= WEFT_MS(1)) weft__stacks_trim(&L->stacks, 64);
+    timeout = weft__inbox_before_poll(L, timeout);
   }
   WEFT__INSTR(L, before_poll, timeout);
   weft__pevent ev[128];
   int n = weft__poller_wait(&L->poller, ev, 128, timeout);
   WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
   for (int i = 0; i < n; i++) fd_ready(L, ev[i].fd, ev[i].events);
+  weft__inbox_after_poll(L);
   if (timeout != 0) {
     L->now = weft__clock_sample(L);
     fire_timers(L);
@@ -611,6 +628,7 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if ((err = weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE)) != 0)
     goto fail;
   L->tsc_usable = tsc_invariant();
+  weft__inbox_init(L);
   L->now = weft__clock_sample(L);
   if (cfg->instrument) {
     L->instr[L->ninstr].ins = cfg->instrument;
@@ -647,7 +665,10 @@ static void loop_free(weft_loop *L) {
   L->stopping = true;
   for (weft_task *t = L->all_head; t; t = t->all_next)
     if (t->state != T_DONE) weft__task_cancel(t);
-  run_until(L, NULL);
+  /* Other threads' messages that arrive meanwhile are still handled;
+   * closing the inbox may run callbacks that spawn tasks: reap those too. */
+  do run_until(L, NULL);
+  while (weft__inbox_close(L));
   if (L->debug) weft__debug_stop(L);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;
@@ -660,11 +681,12 @@ static void loop_free(weft_loop *L) {
   weft__groups_free(L);
   weft__timers_free(&L->timers);
   weft__stacks_destroy(&L->stacks);
-  close(L->wake_fd);
   weft__poller_destroy(&L->poller);
   free(L->fds);
   weft__tls_loop = NULL;
-  free(L);
+  /* The struct (and wake_fd, which holders of a reference may still
+   * write) lives until the last weft_loop_unref. */
+  weft_loop_unref(L);
 }
 
 static weft_task *spawn_root(weft_loop *L, weft_fn fn, void *arg) {

@@ -170,34 +170,37 @@ void weft__scope_fire(weft__timer *tm) {
 
 /* ---- public ----------------------------------------------------------- */
 
-static int open_scope(weft_scope *ps, int64_t deadline, unsigned flags) {
+static int open_scope(weft_scope *ps, int64_t deadline, unsigned flags,
+                      const char *func) {
   weft_task *t = weft__cur();
   if (!ps) return -EINVAL;
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(func, WEFT_ENOTASK);
   weft__scope_push(t, (weft__scope *)ps, deadline, flags);
   return 0;
 }
 
 int weft_scope_open(weft_scope *s, int64_t deadline) {
-  return open_scope(s, deadline, 0);
+  return open_scope(s, deadline, 0, __func__);
 }
 
 int weft_scope_open_shielded(weft_scope *s, int64_t deadline) {
-  return open_scope(s, deadline, SC_SHIELD);
+  return open_scope(s, deadline, SC_SHIELD, __func__);
 }
 
 int weft_scope_open_after(weft_scope *s, int64_t duration) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
   if (unlikely(!s)) return -EINVAL;
-  if (unlikely(!L || !(t = L->current))) return WEFT_ENOTASK;
+  if (unlikely(!L || !(t = L->current)))
+    return weft__misuse(__func__, WEFT_ENOTASK);
   weft__scope_push(t, (weft__scope *)s, weft__deadline_after(L, duration), 0);
   return 0;
 }
 
-static int check_open(const weft__scope *s) {
+#define check_open(s) check_open_(s, __func__)
+static int check_open_(const weft__scope *s, const char *func) {
   if (!s || !(s->flags & SC_OPEN) || !s->task) return -EINVAL;
-  if (s->task->loop != weft__tls_loop) return WEFT_ELOOP;
+  if (s->task->loop != weft__tls_loop) return weft__misuse(func, WEFT_ELOOP);
   return 0;
 }
 
@@ -257,7 +260,7 @@ int weft_scope_close(weft_scope *ps) {
   weft__scope *s = (weft__scope *)ps;
   weft_task *t = weft__cur();
   if (!s) return -EINVAL;
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   if (t->scope != s || (s->flags & (SC_GROUP | SC_ROOT))) return -EINVAL;
   weft__scope_pop(t->loop, t, s);
   return (s->flags & SC_FIRED) ? -ETIMEDOUT : 0;

@@ -65,6 +65,23 @@ void weft__task_set_msg(weft_task *t, char *m) {
   x->msg = m;
 }
 
+int weft__watch_add(weft_task *t, weft__watch *w) {
+  task_extra *x = extra(t);
+  if (!x) return -ENOMEM;
+  w->next = x->watches;
+  if (w->next) w->next->pprev = &w->next;
+  w->pprev = &x->watches;
+  x->watches = w;
+  return 0;
+}
+
+void weft__watch_del(weft__watch *w) {
+  if (!w->pprev) return;
+  *w->pprev = w->next;
+  if (w->next) w->next->pprev = w->pprev;
+  w->pprev = NULL;
+}
+
 char *weft__task_take_msg(weft_task *t) {
   char *m = t->x ? t->x->msg : NULL;
   if (m) t->x->msg = NULL;
@@ -155,6 +172,11 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   }
   t->state = T_DONE;
   L->ntasks--;
+  while (b && b->exit_hooks) { /* e.g. locks it still holds */
+    weft__exit_hook *h = b->exit_hooks;
+    weft__exit_hook_del(h);
+    h->fn(h, t);
+  }
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
   if (b) weft__scope_unlink(&b->root);
@@ -165,10 +187,15 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
     t->joiner = NULL;
     weft__wake(j, 0);
   }
-  if (t->x && t->x->on_done) {
+  if (t->x && (t->x->on_done || t->x->watches)) {
     weft_task *cur = L->current;
     L->current = NULL; /* callbacks may not block */
     for (done_cb *c = t->x->on_done; c; c = c->next) c->cb(t, c->arg);
+    while (t->x->watches) {
+      weft__watch *w = t->x->watches;
+      weft__watch_del(w);
+      w->fn(w, t);
+    }
     L->current = cur;
   }
   if (!(t->flags & TF_HANDLE)) weft__task_free(L, t);
@@ -179,7 +206,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
 weft_task *weft_spawn(weft_fn fn, void *arg, const weft_spawn_opts *opts) {
   weft_loop *L = weft__tls_loop;
   if (!L) {
-    errno = -WEFT_ENOTASK;
+    errno = -weft__misuse(__func__, WEFT_ENOTASK);
     return NULL;
   }
   if (!fn) {
@@ -196,10 +223,11 @@ weft_task *weft_spawn(weft_fn fn, void *arg, const weft_spawn_opts *opts) {
   return t;
 }
 
-/* Common checks on a handle held by the caller. */
-static int check_handle(weft_loop *L, const weft_task *t) {
+/* Common checks on a handle held by the caller (func: for misuse reports). */
+#define check_handle(L, t) check_handle_(L, t, __func__)
+static int check_handle_(weft_loop *L, const weft_task *t, const char *func) {
   if (!t) return -EINVAL;
-  if (!L || t->loop != L) return WEFT_ELOOP;
+  if (!L || t->loop != L) return weft__misuse(func, WEFT_ELOOP);
   if (t->state == T_FREE) return -ESRCH;
   return 0;
 }
@@ -210,14 +238,14 @@ static void join_unpark(weft_task *j) {
 }
 
 /* Waits for t. *consumed tells whether the handle was released. */
-static int join(weft_task *t, bool *consumed) {
+static int join(weft_task *t, bool *consumed, const char *func) {
   weft_loop *L = weft__tls_loop;
   *consumed = false;
   if (!t) return -EINVAL;
-  if (!L || t->loop != L) return WEFT_ELOOP;
+  if (!L || t->loop != L) return weft__misuse(func, WEFT_ELOOP);
   weft_task *cur = L->current;
-  if (!cur) return WEFT_ENOTASK;
-  int rc = check_handle(L, t);
+  if (!cur) return weft__misuse(func, WEFT_ENOTASK);
+  int rc = check_handle_(L, t, func);
   if (rc) return rc;
   if (t == cur) return -EDEADLK;
   if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
@@ -240,19 +268,19 @@ static int join(weft_task *t, bool *consumed) {
 
 int weft_join(weft_task *t) {
   bool consumed;
-  return join(t, &consumed);
+  return join(t, &consumed, __func__);
 }
 
 int weft_join_until(weft_task *t, int64_t deadline) {
   weft_loop *L = weft__tls_loop;
   weft_task *cur = L ? L->current : NULL;
   if (!t) return -EINVAL;
-  if (!cur) return WEFT_ENOTASK;
+  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
   weft_scope s;
   weft__scope *sc = (weft__scope *)&s;
   weft__scope_push(cur, sc, deadline, 0);
   bool consumed;
-  int rc = join(t, &consumed);
+  int rc = join(t, &consumed, __func__);
   if (consumed || rc != -ECANCELED) {
     weft__scope_pop(L, cur, sc);
     return rc;
@@ -351,7 +379,7 @@ weft_task *weft_current(void) { return weft__cur(); }
 int weft_tasks_foreach(int (*cb)(weft_task *, void *), void *arg) {
   weft_loop *L = weft__tls_loop;
   if (!cb) return -EINVAL;
-  if (!L) return WEFT_ENOTASK;
+  if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;
     if (t->state >= T_DONE) continue;
@@ -384,7 +412,7 @@ static const char *state_name(int s) {
 
 int weft_dump_tasks(int fd) {
   weft_loop *L = weft__tls_loop;
-  if (!L) return WEFT_ENOTASK;
+  if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   for (weft_task *t = L->all_head; t; t = t->all_next) {
     if (t->state == T_FREE) continue;
     const char *grp = (t->flags & TF_GROUP) ? " (group child)" : "";

@@ -1,0 +1,249 @@
+/*
+ * Channels (Trio's memory channels): a ring of items (none for a
+ * rendezvous) reached through send and receive handles.
+ *
+ * Lifetimes: each handle is a small record; closing it wakes the tasks
+ * blocked through it (-EBADF), which never touch it again, and frees it.
+ * The channel counts its handle records and is freed with the last one.
+ *
+ * Hand-offs are those of the queue: a receiver waits only while nothing
+ * is buffered and no sender waits, so a send that finds one copies the
+ * item into its buffer; a sender waits only while the ring is full (or,
+ * for a rendezvous, until a receiver comes), and the receiver that frees
+ * a slot, or takes a rendezvous item, completes its send.
+ */
+#include "sync/ring.h"
+
+typedef struct weft__chan {
+  weft__sobj h;    /* loop binding; never freed through it */
+  weft__ring r;
+  size_t ntx, nrx; /* open handles */
+  size_t nrec;     /* handle records not yet freed */
+  weft__wlist senders, receivers;
+} weft__chan;
+
+/* Both handle types share this layout. */
+typedef struct handle {
+  weft__sobj h;
+  weft__chan *ch;
+} handle;
+
+struct weft_chan_tx {
+  handle hd;
+};
+struct weft_chan_rx {
+  handle hd;
+};
+
+_Static_assert(offsetof(weft__chan, h) == 0, "header first");
+_Static_assert(offsetof(handle, h) == 0, "header first");
+
+#define FIRST_SLOTS 128
+
+static void chan_release(weft__sobj *o) { (void)o; }
+
+static void handle_release(weft__sobj *o) {
+  weft__chan *ch = ((handle *)o)->ch;
+  free(o);
+  if (--ch->nrec == 0) {
+    weft__ring_destroy(&ch->r);
+    free(ch);
+  }
+}
+
+static handle *handle_new(weft__chan *ch, uint32_t magic) {
+  handle *hd = malloc(sizeof *hd);
+  if (!hd) return NULL;
+  sobj_init(&hd->h, magic, handle_release);
+  hd->ch = ch;
+  ch->nrec++;
+  if (magic == SO_CHAN_TX)
+    ch->ntx++;
+  else
+    ch->nrx++;
+  return hd;
+}
+
+int weft_chan_open(size_t capacity, size_t elem_size, weft_chan_tx **tx,
+                   weft_chan_rx **rx) {
+  if (!tx || !rx || !elem_size) return -EINVAL;
+  weft__chan *ch = calloc(1, sizeof *ch);
+  if (!ch) return -ENOMEM;
+  sobj_init(&ch->h, SO_CHAN, chan_release);
+  int rc = weft__ring_init(&ch->r, elem_size, capacity, FIRST_SLOTS);
+  if (rc) goto fail;
+  handle *t = handle_new(ch, SO_CHAN_TX);
+  if (!t) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  handle *r = handle_new(ch, SO_CHAN_RX);
+  if (!r) {
+    handle_release(&t->h); /* frees ch as well */
+    return -ENOMEM;
+  }
+  *tx = (weft_chan_tx *)t;
+  *rx = (weft_chan_rx *)r;
+  return 0;
+fail:
+  weft__ring_destroy(&ch->r);
+  free(ch);
+  return rc;
+}
+
+/* The handle's channel after the checks common to every call, or NULL
+ * with the code in *rc. */
+static inline weft__chan *handle_chan(const void *p, uint32_t magic, int *rc) {
+  const handle *hd = p;
+  *rc = 0;
+  if (unlikely(!hd || hd->h.magic != magic)) {
+    *rc = hd && hd->h.magic == SO_DEAD ? -EIDRM : -EINVAL;
+    return NULL;
+  }
+  return hd->ch;
+}
+
+static void *clone_handle(void *p, uint32_t magic, const char *fn) {
+  int rc;
+  weft__chan *ch = handle_chan(p, magic, &rc);
+  if (ch) rc = sobj_check(&ch->h, SO_CHAN, weft__tls_loop, fn);
+  if (rc) {
+    errno = -rc;
+    return NULL;
+  }
+  return handle_new(ch, magic);
+}
+
+weft_chan_tx *weft_chan_tx_clone(weft_chan_tx *tx) {
+  return clone_handle(tx, SO_CHAN_TX, __func__);
+}
+
+weft_chan_rx *weft_chan_rx_clone(weft_chan_rx *rx) {
+  return clone_handle(rx, SO_CHAN_RX, __func__);
+}
+
+/* Wakes the waiters of l that came through handle hd with `code`. */
+static void wake_handle(weft__wlist *l, handle *hd, int code) {
+  for (weft__waiter *w = l->head, *n; w; w = n) {
+    n = w->next;
+    if (w->data == (uintptr_t)hd) {
+      wl_remove(l, w);
+      weft__wake(w->task, code);
+    }
+  }
+}
+
+static int close_handle(void *p, uint32_t magic, const char *fn) {
+  int rc;
+  handle *hd = p;
+  weft__chan *ch = handle_chan(p, magic, &rc);
+  if (!ch) return rc;
+  weft_loop *L = weft__tls_loop;
+  if (ch->h.loop && L && ch->h.loop != L) return weft__misuse(fn, WEFT_ELOOP);
+  hd->h.magic = SO_DEAD;
+  if (magic == SO_CHAN_TX) {
+    wake_handle(&ch->senders, hd, -EBADF);
+    if (--ch->ntx == 0) wl_wake_all(&ch->receivers, WEFT_EENDOFCHANNEL);
+  } else {
+    wake_handle(&ch->receivers, hd, -EBADF);
+    if (--ch->nrx == 0) {
+      wl_wake_all(&ch->senders, -EPIPE);
+      ring_clear(&ch->r);
+    }
+  }
+  handle_release(&hd->h);
+  return 0;
+}
+
+int weft_chan_tx_close(weft_chan_tx *tx) {
+  return close_handle(tx, SO_CHAN_TX, __func__);
+}
+
+int weft_chan_rx_close(weft_chan_rx *rx) {
+  return close_handle(rx, SO_CHAN_RX, __func__);
+}
+
+/* ---- send and receive ------------------------------------------------- */
+
+/* Sends without waiting: 0, -EAGAIN, -EPIPE, -ENOMEM. */
+static inline int offer(weft__chan *ch, const void *item) {
+  if (unlikely(!ch->nrx)) return -EPIPE;
+  weft__waiter *w = ch->receivers.head;
+  if (w) {
+    wl_pop(&ch->receivers);
+    item_copy(w->item, item, ch->r.elem);
+    weft__wake(w->task, 0);
+    return 0;
+  }
+  int rc = ring_room(&ch->r);
+  if (rc) return rc;
+  ring_push(&ch->r, item);
+  return 0;
+}
+
+/* Receives without waiting: 0, -EAGAIN, WEFT_EENDOFCHANNEL. */
+static inline int take(weft__chan *ch, void *out) {
+  weft__waiter *w = ch->senders.head;
+  if (likely(ch->r.count)) {
+    ring_pop(&ch->r, out);
+    if (w) { /* the ring was full: the first sender's item moves in */
+      wl_pop(&ch->senders);
+      ring_push(&ch->r, w->item);
+      weft__wake(w->task, 0);
+    }
+    return 0;
+  }
+  if (w) { /* a rendezvous */
+    wl_pop(&ch->senders);
+    item_copy(out, w->item, ch->r.elem);
+    weft__wake(w->task, 0);
+    return 0;
+  }
+  return ch->ntx ? -EAGAIN : WEFT_EENDOFCHANNEL;
+}
+
+int weft_chan_send(weft_chan_tx *tx, const void *item) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t;
+  int rc;
+  if (unlikely(!item)) return -EINVAL;
+  weft__chan *ch = handle_chan(tx, SO_CHAN_TX, &rc);
+  if (unlikely(!ch)) return rc;
+  rc = sobj_check_wait(&ch->h, SO_CHAN, L, &t, __func__);
+  if (unlikely(rc)) return rc;
+  rc = offer(ch, item);
+  if (likely(rc != -EAGAIN)) return rc;
+  return sobj_wait(L, t, &ch->senders, (void *)item, (uintptr_t)tx, true);
+}
+
+int weft_chan_recv(weft_chan_rx *rx, void *out) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t;
+  int rc;
+  if (unlikely(!out)) return -EINVAL;
+  weft__chan *ch = handle_chan(rx, SO_CHAN_RX, &rc);
+  if (unlikely(!ch)) return rc;
+  rc = sobj_check_wait(&ch->h, SO_CHAN, L, &t, __func__);
+  if (unlikely(rc)) return rc;
+  rc = take(ch, out);
+  if (likely(rc != -EAGAIN)) return rc;
+  return sobj_wait(L, t, &ch->receivers, out, (uintptr_t)rx, true);
+}
+
+int weft_chan_try_send(weft_chan_tx *tx, const void *item) {
+  int rc;
+  if (!item) return -EINVAL;
+  weft__chan *ch = handle_chan(tx, SO_CHAN_TX, &rc);
+  if (!ch) return rc;
+  rc = sobj_check(&ch->h, SO_CHAN, weft__tls_loop, __func__);
+  return rc ? rc : offer(ch, item);
+}
+
+int weft_chan_try_recv(weft_chan_rx *rx, void *out) {
+  int rc;
+  if (!out) return -EINVAL;
+  weft__chan *ch = handle_chan(rx, SO_CHAN_RX, &rc);
+  if (!ch) return rc;
+  rc = sobj_check(&ch->h, SO_CHAN, weft__tls_loop, __func__);
+  return rc ? rc : take(ch, out);
+}

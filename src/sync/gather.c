@@ -1,0 +1,166 @@
+/*
+ * gather and race: functions run as children of a group that the call
+ * opens and closes, so they cannot outlive it and a cancelled caller
+ * cancels them (the group's scope is inside the caller's).
+ *
+ * Each child runs a small wrapper that calls the user's function, stores
+ * its code, and decides the outcome: the first failure (gather) or the
+ * first success (race) cancels the group with weft_group_cancel, which is
+ * not an error, so the wrappers always return 0 and the group never
+ * builds an error list. The wrapper's argument is a slot {state, index};
+ * slots live on the caller's stack up to STACK_SLOTS children and in one
+ * allocation per call beyond, never one per child.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "core/internal.h"
+
+/* 128 slots: 2 KiB of the caller's stack. */
+#define STACK_SLOTS 128
+
+typedef struct combo {
+  const weft_call *calls;
+  int *results;
+  weft_group *grp;
+  size_t n;
+  size_t winner; /* race: index of the first success; n while none */
+  int fail;      /* first failure, 0 while none */
+  bool all;      /* gather: WEFT_GATHER_ALL */
+} combo;
+
+typedef struct slot {
+  combo *c;
+  size_t i;
+} slot;
+
+/* A code that the child's cancellation explains is not a failure. */
+static inline bool failed(weft_task *t, int rc) {
+  return rc < 0 && !(rc == -ECANCELED && weft__cancelled(t));
+}
+
+/* Runs call i unless the child was cancelled before it started: as in
+ * asyncio, a task cancelled before its first step never runs. */
+static inline int run_call(weft_task *t, const slot *s) {
+  const weft_call *k = &s->c->calls[s->i];
+  int rc = weft__cancelled(t) ? -ECANCELED : k->fn(k->arg);
+  if (s->c->results) s->c->results[s->i] = rc;
+  return rc;
+}
+
+static int gather_child(void *arg) {
+  slot *s = arg;
+  combo *c = s->c;
+  weft_task *t = weft__cur();
+  int rc = run_call(t, s);
+  if (!c->all && !c->fail && failed(t, rc)) {
+    c->fail = rc;
+    weft_group_cancel(c->grp);
+  }
+  return 0;
+}
+
+static int race_child(void *arg) {
+  slot *s = arg;
+  combo *c = s->c;
+  weft_task *t = weft__cur();
+  int rc = run_call(t, s);
+  if (rc >= 0) {
+    if (c->winner == c->n) {
+      c->winner = s->i;
+      weft_group_cancel(c->grp);
+    }
+  } else if (!c->fail && failed(t, rc)) {
+    c->fail = rc;
+  }
+  return 0;
+}
+
+/* Spawns every call into a group wrapped by `child` and waits for all.
+ * 0, -ECANCELED (the caller was cancelled), -ENOMEM. */
+static int run_all(combo *c, weft_fn child) {
+  slot stack_slots[STACK_SLOTS];
+  slot *slots = stack_slots;
+  size_t n = c->n;
+  if (n > STACK_SLOTS) {
+    if (n > SIZE_MAX / sizeof *slots || !(slots = malloc(n * sizeof *slots)))
+      return -ENOMEM;
+  }
+  int rc = 0;
+  c->grp = weft_group_open();
+  if (!c->grp) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  size_t i = 0;
+  for (; i < n; i++) {
+    slots[i].c = c;
+    slots[i].i = i;
+    if (!weft_group_spawn(c->grp, child, &slots[i], NULL)) break;
+  }
+  if (i < n) { /* out of memory: what did not start counts as cancelled */
+    rc = -ENOMEM;
+    if (c->results)
+      for (size_t k = i; k < n; k++) c->results[k] = k == i ? -ENOMEM : -ECANCELED;
+    weft_group_cancel(c->grp);
+  }
+  int crc = weft_group_close(c->grp, NULL);
+  if (!rc) rc = crc; /* 0 or -ECANCELED: the wrappers never fail */
+out:
+  if (slots != stack_slots) free(slots);
+  return rc;
+}
+
+/* Common checks: 0, or the code to return. */
+static int check(const char *func, const weft_call *calls, size_t n,
+                 int *results) {
+  weft_task *t = weft__cur();
+  if (unlikely(!t)) return weft__misuse(func, WEFT_ENOTASK);
+  if (n && !calls) return -EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (!calls[i].fn) return -EINVAL;
+  if (weft__cancelled(t)) {
+    if (results)
+      for (size_t i = 0; i < n; i++) results[i] = -ECANCELED;
+    return -ECANCELED;
+  }
+  return 0;
+}
+
+int weft_gather(const weft_call *calls, size_t n, int *results,
+                unsigned flags) {
+  if (flags & ~WEFT_GATHER_ALL) return -EINVAL;
+  int rc = check(__func__, calls, n, results);
+  if (rc || !n) return rc;
+  combo c = {.calls = calls, .results = results, .n = n, .winner = n,
+             .all = flags & WEFT_GATHER_ALL};
+  rc = run_all(&c, gather_child);
+  if (c.fail && rc != -ENOMEM) return c.fail;
+  return rc;
+}
+
+int weft_race(const weft_call *calls, size_t n, size_t *winner, int *results) {
+  if (winner) *winner = n;
+  int rc = check(__func__, calls, n, results);
+  if (rc) return rc;
+  if (!n) return -EINVAL;
+  combo c = {.calls = calls, .results = results, .n = n, .winner = n};
+  int results_local[STACK_SLOTS];
+  /* The winner's code is needed even when the caller passes no array. */
+  if (!results && n <= STACK_SLOTS) c.results = results_local;
+  int *heap = NULL;
+  if (!c.results) {
+    if (n > SIZE_MAX / sizeof(int) || !(heap = malloc(n * sizeof(int))))
+      return -ENOMEM;
+    c.results = heap;
+  }
+  rc = run_all(&c, race_child);
+  if (c.winner < n) {
+    if (winner) *winner = c.winner;
+    rc = c.results[c.winner];
+  } else if (rc != -ECANCELED && rc != -ENOMEM) {
+    rc = c.fail ? c.fail : -ECANCELED;
+  }
+  free(heap);
+  return rc;
+}

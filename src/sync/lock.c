@@ -1,0 +1,251 @@
+/*
+ * Lock and condition.
+ *
+ * The lock is FIFO-fair by hand-off: release gives it to the first
+ * waiter, which wakes as the owner, so no task can barge in between.
+ * While held, the lock's exit hook sits in the owner's body: if the owner
+ * returns holding it, the hook breaks the lock and wakes its waiters with
+ * -EOWNERDEAD (a stuck waiter would otherwise wait forever). Linking the
+ * hook costs a few stores per acquire and release.
+ *
+ * A condition waiter releases the lock, parks on the condition, and once
+ * woken (notified, cancelled or not) queues for the lock like any other
+ * acquirer, without being interruptible: asyncio's Condition re-acquires
+ * the lock even when cancelled, and so does weft.
+ */
+#include "sync/lock.h"
+
+_Static_assert(offsetof(weft_lock, h) == 0, "header first");
+
+static void owner_exit(weft__exit_hook *h, weft_task *t) {
+  weft_lock *l = (weft_lock *)((char *)h - offsetof(weft_lock, hook));
+  (void)t;
+  l->owner = NULL;
+  l->broken = true;
+  wl_wake_all(&l->waiters, -EOWNERDEAD);
+}
+
+static inline void take(weft_lock *l, weft_task *t) {
+  l->owner = t;
+  weft__exit_hook_add(t, &l->hook);
+}
+
+static void lock_release_mem(weft__sobj *o) { free(o); }
+
+void weft__lock_init(weft_lock *l, void (*release)(weft__sobj *)) {
+  sobj_init(&l->h, SO_LOCK, release);
+  l->owner = NULL;
+  l->broken = false;
+  l->hook.pprev = NULL;
+  l->hook.next = NULL;
+  l->hook.fn = owner_exit;
+  l->waiters = (weft__wlist){0};
+}
+
+void weft__lock_kill(weft__sobj *o) {
+  weft_lock *l = (weft_lock *)o;
+  o->magic = SO_DEAD;
+  if (l->owner) {
+    weft__exit_hook_del(&l->hook);
+    l->owner = NULL;
+  }
+  wl_wake_all(&l->waiters, -EIDRM);
+}
+
+void weft__lock_handoff(weft_lock *l) {
+  weft__exit_hook_del(&l->hook);
+  weft__waiter *w = wl_pop(&l->waiters);
+  if (w) {
+    take(l, w->task);
+    weft__wake(w->task, 0);
+  } else {
+    l->owner = NULL;
+  }
+}
+
+int weft__lock_wait(weft_loop *L, weft_task *t, weft_lock *l,
+                    bool interruptible) {
+  if (l->h.magic != SO_LOCK) return -EIDRM;
+  if (l->broken) return -EOWNERDEAD;
+  if (!l->owner) {
+    take(l, t);
+    return 0;
+  }
+  return sobj_wait(L, t, &l->waiters, NULL, 0, interruptible);
+}
+
+weft_lock *weft_lock_new(void) {
+  weft_lock *l = malloc(sizeof *l);
+  if (!l) return NULL;
+  weft__lock_init(l, lock_release_mem);
+  return l;
+}
+
+int weft_lock_free(weft_lock *l) {
+  return sobj_free(SOBJ(l), SO_LOCK, __func__, weft__lock_kill);
+}
+
+int weft_lock_acquire(weft_lock *l) {
+  weft_loop *L = weft__tls_loop;
+  weft_task *t;
+  int rc = sobj_check_wait(SOBJ(l), SO_LOCK, L, &t, __func__);
+  if (unlikely(rc)) return rc;
+  if (likely(!l->owner && !l->broken)) {
+    take(l, t);
+    return 0;
+  }
+  if (l->owner == t) return -EDEADLK;
+  return weft__lock_wait(L, t, l, true);
+}
+
+int weft_lock_try_acquire(weft_lock *l) {
+  weft_task *t;
+  int rc = sobj_check_task(SOBJ(l), SO_LOCK, weft__tls_loop, &t, __func__);
+  if (rc) return rc;
+  if (l->broken) return -EOWNERDEAD;
+  if (l->owner == t) return -EDEADLK;
+  if (l->owner) return -EAGAIN;
+  take(l, t);
+  return 0;
+}
+
+int weft_lock_release(weft_lock *l) {
+  weft_task *t;
+  int rc = sobj_check_task(SOBJ(l), SO_LOCK, weft__tls_loop, &t, __func__);
+  if (unlikely(rc)) return rc;
+  if (unlikely(l->owner != t)) return -EPERM;
+  weft__lock_handoff(l);
+  return 0;
+}
+
+bool weft_lock_locked(const weft_lock *l) {
+  return sobj_live(l, SO_LOCK) && l->owner;
+}
+
+/* ---- condition -------------------------------------------------------- */
+
+struct weft_cond {
+  weft__sobj h;
+  weft_lock *lock;
+  weft__wlist waiters;
+  weft_lock own; /* the lock, when the condition made its own */
+};
+
+_Static_assert(offsetof(weft_cond, h) == 0, "header first");
+
+/* A condition with its own lock is freed when both it and the lock have
+ * nobody inside: tasks blocked on the lock alone count only in the lock. */
+static void cond_release(weft__sobj *o) {
+  weft_cond *c = (weft_cond *)o;
+  if (c->lock == &c->own && c->own.h.inside) return; /* the lock frees it */
+  free(c);
+}
+
+static void own_lock_release(weft__sobj *o) {
+  weft_cond *c = (weft_cond *)((char *)o - offsetof(weft_cond, own));
+  if (c->h.magic == SO_DEAD && !c->h.inside) free(c);
+}
+
+weft_cond *weft_cond_new(weft_lock *lock) {
+  if (lock && !sobj_live(lock, SO_LOCK)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  weft_cond *c = malloc(sizeof *c);
+  if (!c) return NULL;
+  sobj_init(&c->h, SO_COND, cond_release);
+  c->waiters = (weft__wlist){0};
+  if (lock) {
+    c->lock = lock;
+  } else {
+    weft__lock_init(&c->own, own_lock_release);
+    c->lock = &c->own;
+  }
+  return c;
+}
+
+static void cond_kill(weft__sobj *o) {
+  weft_cond *c = (weft_cond *)o;
+  wl_wake_all(&c->waiters, -EIDRM);
+  if (c->lock == &c->own && c->own.h.magic == SO_LOCK) weft__lock_kill(&c->own.h);
+}
+
+int weft_cond_free(weft_cond *c) {
+  return sobj_free(SOBJ(c), SO_COND, __func__, cond_kill);
+}
+
+weft_lock *weft_cond_lock(const weft_cond *c) {
+  return sobj_live(c, SO_COND) ? c->lock : NULL;
+}
+
+/* The checks shared by wait, wait_for and notify: 0 or the code, with the
+ * caller in *tp. */
+static int cond_check(weft_cond *c, weft_task **tp, const char *fn) {
+  int rc = sobj_check_task(SOBJ(c), SO_COND, weft__tls_loop, tp, fn);
+  if (rc) return rc;
+  if (c->lock->h.magic != SO_LOCK) return -EIDRM;
+  if (c->lock->owner != *tp) return -EPERM;
+  return 0;
+}
+
+/* One wait; the caller holds the lock and was not cancelled. */
+static int cond_wait(weft_loop *L, weft_task *t, weft_cond *c) {
+  weft_lock *l = c->lock;
+  c->h.inside++; /* both stay in memory until we are done with them */
+  l->h.inside++;
+  weft__lock_handoff(l);
+  int rc = sobj_wait(L, t, &c->waiters, NULL, 0, true);
+  if (rc != -EIDRM) {
+    int lrc = weft__lock_wait(L, t, l, false);
+    if (lrc) rc = lrc;
+  }
+  sobj_leave(&l->h);
+  sobj_leave(&c->h);
+  return rc;
+}
+
+int weft_cond_wait(weft_cond *c) {
+  weft_task *t;
+  int rc = cond_check(c, &t, __func__);
+  if (rc) return rc;
+  if (weft__cancelled(t)) return -ECANCELED;
+  return cond_wait(t->loop, t, c);
+}
+
+int weft_cond_wait_for(weft_cond *c, bool (*pred)(void *arg), void *arg) {
+  weft_task *t;
+  if (!pred) return -EINVAL;
+  int rc = cond_check(c, &t, __func__);
+  if (rc) return rc;
+  c->h.inside++; /* c stays in memory between the waits */
+  for (;;) {
+    if (weft__cancelled(t)) {
+      rc = -ECANCELED;
+      break;
+    }
+    if (pred(arg)) break;
+    if ((rc = cond_wait(t->loop, t, c)) != 0) break;
+    if (c->h.magic != SO_COND) { /* freed while we re-took the lock */
+      weft__lock_handoff(c->lock);
+      rc = -EIDRM;
+      break;
+    }
+  }
+  sobj_leave(&c->h);
+  return rc;
+}
+
+int weft_cond_notify(weft_cond *c, size_t n) {
+  weft_task *t;
+  int rc = cond_check(c, &t, __func__);
+  if (rc) return rc;
+  int k = 0;
+  weft__waiter *w;
+  while ((size_t)k < n && k < INT32_MAX && (w = wl_pop(&c->waiters))) {
+    weft__wake(w->task, 0);
+    k++;
+  }
+  return k;
+}
+
+int weft_cond_notify_all(weft_cond *c) { return weft_cond_notify(c, SIZE_MAX); }

@@ -1,0 +1,187 @@
+/*
+ * The cross-thread inbox of a loop, loop references, weft_loop_call.
+ *
+ * Other threads hand a loop work by posting a message (weft__msg) to an
+ * intrusive MPSC FIFO queue in the loop (Dmitry Vyukov's: a post is one
+ * atomic exchange and one store; the loop pops without atomic
+ * read-modify-writes). The loop pops at most INBOX_BATCH messages per
+ * turn, so that a submitted task runs while its message is still in the
+ * cache, instead of first spawning a backlog of a million tasks. A poster
+ * writes the loop's eventfd only when the loop has announced that it is
+ * about to sleep (L->polling), and only the first of a burst does
+ * (L->wake_pending): a busy loop costs its posters no system call. The
+ * announcement is a Dekker handshake: the loop stores polling and then
+ * looks at the queue; a poster pushes and then looks at polling; with
+ * sequentially consistent operations one of them sees the other.
+ *
+ * Known limit of the queue: a poster preempted between its exchange and
+ * its store leaves the messages behind its own invisible until it resumes;
+ * the loop then polls without sleeping (the queue is not empty) and yields
+ * its CPU meanwhile.
+ *
+ * Lifetime: the loop struct is reference counted. The running loop holds
+ * one reference and gives it back when it is freed; weft_loop_ref holders,
+ * to_thread jobs and pending submissions hold others, so whoever may still
+ * post to a loop can. When the loop is freed, its inbox is closed (posts
+ * under way are waited for, later ones fail with -ESHUTDOWN and the poster
+ * deals with its message itself). The eventfd is closed with the last
+ * reference, so a poster never writes into a recycled descriptor.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "thread/thread.h"
+
+#define INBOX_BATCH 256
+
+void weft__inbox_init(weft_loop *L) {
+  atomic_init(&L->inbox_stub.next, NULL);
+  L->inbox_head = &L->inbox_stub;
+  atomic_init(&L->inbox_tail, &L->inbox_stub);
+  atomic_init(&L->refs, 1); /* the running loop's own: see loop_free */
+}
+
+static void push(weft_loop *L, weft__msg *m) {
+  atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+  weft__msg *prev = atomic_exchange(&L->inbox_tail, m);
+  atomic_store_explicit(&prev->next, m, memory_order_release);
+}
+
+int weft__loop_post(weft_loop *L, weft__msg *m) {
+  int rc = 0;
+  atomic_fetch_add(&L->inbox_pushers, 1);
+  if (atomic_load(&L->inbox_closed)) {
+    rc = -ESHUTDOWN;
+  } else {
+    push(L, m);
+    if (atomic_load(&L->polling) && !atomic_exchange(&L->wake_pending, 1)) {
+      uint64_t one = 1;
+      ssize_t r = write(L->wake_fd, &one, sizeof one);
+      (void)r; /* EAGAIN: the counter is full, so the loop wakes anyway */
+    }
+  }
+  atomic_fetch_sub_explicit(&L->inbox_pushers, 1, memory_order_release);
+  return rc;
+}
+
+/* The oldest message, or NULL if none can be taken now. */
+static weft__msg *pop(weft_loop *L) {
+  weft__msg *head = L->inbox_head;
+  weft__msg *next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (head == &L->inbox_stub) {
+    if (!next) return NULL;
+    L->inbox_head = head = next;
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+  }
+  if (next) {
+    L->inbox_head = next;
+    return head;
+  }
+  if (atomic_load(&L->inbox_tail) != head) return NULL; /* being linked */
+  push(L, &L->inbox_stub); /* head is the last: put the stub behind it */
+  next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (!next) return NULL;
+  L->inbox_head = next;
+  return head;
+}
+
+/* References the loop gave back while running (it holds its own, so the
+ * count cannot reach zero meanwhile), returned in one atomic operation. */
+static void flush_refs(weft_loop *L) {
+  if (L->refs_drop) {
+    atomic_fetch_sub_explicit(&L->refs, L->refs_drop, memory_order_release);
+    L->refs_drop = 0;
+  }
+}
+
+/* Runs up to `max` messages; false if the queue could not be emptied. */
+static bool run_some(weft_loop *L, int max) {
+  weft__msg *m;
+  for (int i = 0; i < max; i++) {
+    if (!(m = pop(L))) break;
+    m->run(L, m);
+  }
+  flush_refs(L);
+  return !weft__inbox_pending(L);
+}
+
+void weft__inbox_drain(weft_loop *L) {
+  if (!run_some(L, INBOX_BATCH) && !L->rq_head)
+    sched_yield(); /* a poster is between its exchange and its store */
+}
+
+static bool inbox_ready(void *arg) { return weft__inbox_pending(arg); }
+
+int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout) {
+  if (timeout == 0) return 0;
+  if (L->nthread_jobs) {
+    int64_t budget = WEFT__SPIN_LOOP_NS;
+    if (timeout > 0 && timeout < budget) budget = timeout;
+    if (weft__spin(inbox_ready, L, budget)) return 0;
+  }
+  atomic_store(&L->polling, 1);
+  if (weft__inbox_pending(L)) return 0; /* after_poll drains it */
+  weft__futures_trim(L);
+  return timeout;
+}
+
+void weft__inbox_after_poll(weft_loop *L) {
+  /* A poster that still sees 1 writes the eventfd once for nothing. */
+  atomic_store_explicit(&L->polling, 0, memory_order_relaxed);
+  if (weft__inbox_pending(L)) weft__inbox_drain(L);
+}
+
+bool weft__inbox_close(weft_loop *L) {
+  size_t before = L->ntasks;
+  atomic_store(&L->inbox_closed, 1);
+  while (atomic_load(&L->inbox_pushers)) sched_yield();
+  while (!run_some(L, INT_MAX)) sched_yield();
+  weft__futures_flush(L);
+  return L->ntasks > before;
+}
+
+/* ---- references ------------------------------------------------------ */
+
+weft_loop *weft_loop_ref(weft_loop *L) {
+  if (L) atomic_fetch_add_explicit(&L->refs, 1, memory_order_relaxed);
+  return L;
+}
+
+void weft_loop_unref(weft_loop *L) {
+  if (!L) return;
+  if (atomic_fetch_sub_explicit(&L->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  weft__futures_release(L);
+  close(L->wake_fd);
+  free(L);
+}
+
+/* ---- weft_loop_call -------------------------------------------------- */
+
+typedef struct call_msg {
+  weft__msg msg;
+  void (*cb)(void *);
+  void *arg;
+} call_msg;
+
+static void call_run(weft_loop *L, weft__msg *m) {
+  call_msg *c = (call_msg *)m;
+  (void)L;
+  c->cb(c->arg);
+  free(c);
+}
+
+int weft_loop_call(weft_loop *loop, void (*cb)(void *), void *arg) {
+  if (!loop || !cb) return -EINVAL;
+  call_msg *c = malloc(sizeof *c);
+  if (!c) return -ENOMEM;
+  c->msg.run = call_run;
+  c->cb = cb;
+  c->arg = arg;
+  int rc = weft__loop_post(loop, &c->msg);
+  if (rc) free(c);
+  return rc;
+}
