@@ -87,10 +87,18 @@ int weft__stacks_init(weft__stacks *s, size_t size, size_t pool_max,
   return 0;
 }
 
-/* Lays the descriptor at the top of [lo, lo + span) and fills it in. */
+/* Lays the descriptor at the top of [lo, lo + span) and fills it in.
+ * The descriptor, the task's body below it and the first frames all sit
+ * near the top of a page; were that at the same offset in every stack,
+ * the hot lines of many tasks would compete for the same few cache sets
+ * (a loop going round a thousand tasks misses on each). So successive
+ * stacks shift their top down by 0, 64, ... 960 bytes, still within the
+ * top page. */
 static weft__stack *describe(weft__stacks *s, char *map, size_t map_size,
                              char *lo, size_t span, unsigned kind) {
-  uintptr_t top = ((uintptr_t)lo + span - sizeof(weft__stack)) & ~(uintptr_t)63;
+  size_t color = (s->ncolored++ % 16) * 64;
+  uintptr_t top =
+      ((uintptr_t)lo + span - color - sizeof(weft__stack)) & ~(uintptr_t)63;
   weft__stack *st = (weft__stack *)top;
   st->next = NULL;
   st->lo = lo;

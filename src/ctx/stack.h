@@ -58,6 +58,7 @@ typedef struct weft__stacks {
   size_t *slab_sizes;
   size_t nslabs, cap_slabs;
   size_t live;       /* stacks handed out */
+  size_t ncolored;   /* stacks made so far: picks each one's top offset */
 } weft__stacks;
 
 /* size: default usable bytes (0: 128 KiB); pool_max (0: 1024). */
