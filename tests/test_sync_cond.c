@@ -26,8 +26,9 @@ static int waiter(void *arg) {
   weft_lock_acquire(s->l);
   int rc = weft_cond_wait(s->c);
   s->rc[a->id] = rc;
-  /* Holding the lock: a release by us succeeds, and only then. */
-  s->held[a->id] = weft_lock_release(s->l) == 0;
+  /* Holding the lock: a release by us succeeds, and only then. After
+   * -EIDRM the lock may be gone: not to be touched. */
+  s->held[a->id] = rc != -EIDRM && weft_lock_release(s->l) == 0;
   log_add(&s->log, a->id);
   return 0;
 }

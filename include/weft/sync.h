@@ -26,15 +26,17 @@
  *     FIFO order among waiters everywhere.
  *   - NULL, or a pointer that is not a live object of the type: -EINVAL
  *     (queries return false or 0).
- *   - Freeing an object that tasks are waiting on: those waiters wake with
- *     -EIDRM (as a System V semaphore set removed under semop). Memory is
- *     released at once if no task is inside a blocking call on the object,
- *     else when the last one has returned; until then every call on the
- *     object returns -EIDRM. After free, do not use the pointer again: a
- *     call after the memory is released is undefined. Freeing from a
- *     thread other than the loop's while tasks wait returns WEFT_ELOOP
- *     (and frees nothing); once the loop has ended nobody waits, so
- *     objects made for a weft_run can be freed after it returns.
+ *   - Freeing an object that tasks wait on wakes them with -EIDRM (as a
+ *     System V semaphore set removed under semop). A woken waiter never
+ *     touches the object again, so the memory is released at once. The
+ *     exception is a condition: its waiters re-take its lock after waking,
+ *     so a condition and its lock stay in memory until the last of them
+ *     has returned from weft_cond_wait, and meanwhile every call on them
+ *     returns -EIDRM. After free, do not use the pointer again: a call
+ *     after the memory is released is undefined. Freeing from a thread
+ *     that runs another loop returns WEFT_ELOOP (and frees nothing); from
+ *     a thread with no loop, only once the object's loop is over (objects
+ *     made for a weft_run are freed after it returns).
  */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
@@ -60,8 +62,8 @@ typedef struct weft_lock weft_lock;
 /* A new, unlocked lock; NULL with errno ENOMEM. */
 WEFT_API weft_lock *weft_lock_new(void);
 /* Frees l (see the rules at the top). If a task holds it, the lock is
- * simply gone: that task must not release it. 0, -EINVAL, -EIDRM (freed
- * already, waiters still leaving), WEFT_ELOOP. */
+ * simply gone: that task must not release it. 0, -EINVAL, -EIDRM (the
+ * lock of a freed condition whose waiters are still leaving), WEFT_ELOOP. */
 WEFT_API int weft_lock_free(weft_lock *l);
 /* Acquires l, waiting (FIFO) while another task holds it. 0, -EDEADLK
  * (the caller holds it), -EOWNERDEAD (its owner returned holding it),
@@ -288,13 +290,13 @@ typedef struct weft_chan_rx weft_chan_rx;
  * elem_size overflows), -ENOMEM. Any thread, no loop needed. */
 WEFT_API int weft_chan_open(size_t capacity, size_t elem_size,
                             weft_chan_tx **tx, weft_chan_rx **rx);
-/* Another send handle on tx's channel. NULL with errno EINVAL, EIDRM
- * (tx closed), ENOMEM, -WEFT_ELOOP (positive). */
+/* Another send handle on tx's channel, to be closed on its own. NULL
+ * with errno EINVAL, ENOMEM, -WEFT_ELOOP (positive). */
 WEFT_API weft_chan_tx *weft_chan_tx_clone(weft_chan_tx *tx);
 /* Another receive handle on rx's channel. */
 WEFT_API weft_chan_rx *weft_chan_rx_clone(weft_chan_rx *rx);
 /* Closes a send handle and frees it (see the common rules). 0, -EINVAL,
- * -EIDRM (closed already, waiters still leaving), WEFT_ELOOP. */
+ * WEFT_ELOOP. */
 WEFT_API int weft_chan_tx_close(weft_chan_tx *tx);
 /* Closes a receive handle and frees it. */
 WEFT_API int weft_chan_rx_close(weft_chan_rx *rx);

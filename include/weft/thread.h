@@ -23,7 +23,10 @@ extern "C" {
 /* A pool of threads running blocking functions (concurrent.futures'
  * ThreadPoolExecutor). Threads start on demand, up to the pool's size,
  * and end after an idle time. There is one default pool per process,
- * sized min(32, CPUs + 4) (Python's default), with a 10 s idle time. */
+ * sized min(32, CPUs + 4) (Python's default), with a 10 s idle time.
+ * Pool threads block all signals. After fork(), the child gets a default
+ * pool of its own; executors made before the fork must not be used in
+ * the child. */
 typedef struct weft_executor weft_executor;
 
 /* A blocking function run on a pool thread; what it returns is the job's
@@ -136,14 +139,15 @@ typedef struct weft_future weft_future;
  * A submission that the loop has not started by the time its root task
  * returned (weft_run is ending) completes with -ESHUTDOWN without running;
  * one that was cancelled before it started completes with -ECANCELED
- * without running. Runs in FIFO order with other submissions and calls
- * from the same thread. NULL with errno EINVAL (loop or fn NULL), ENOMEM,
+ * without running. The submissions of one thread start in the order it
+ * made them, each after the weft_loop_calls it posted before. NULL with errno EINVAL (loop or fn NULL), ENOMEM,
  * ESHUTDOWN (the loop has been freed). The caller owns the future and
  * must weft_future_free it (freeing it does not cancel the task). */
 WEFT_API weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg);
 
 /* loop.call_soon_threadsafe: runs cb(arg) on the loop's thread, between
- * tasks, soon. cb must not block (it is not in a task: checkpoints return
+ * tasks, soon; the calls of one thread run in the order it made them.
+ * cb must not block (it is not in a task: checkpoints return
  * WEFT_ENOTASK) but may spawn tasks, cancel them or wake them. Every call
  * that returned 0 runs exactly once, also when the loop is ending.
  * Thread-safe. 0, -EINVAL, -ENOMEM, -ESHUTDOWN (the loop has been freed). */

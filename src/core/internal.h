@@ -67,6 +67,7 @@ enum {
   TF_STARTING = 1u << 2, /* group_start child that has not reported ready */
   TF_ROOT = 1u << 3,     /* root task of weft_run / runner */
   TF_CANCEL = 1u << 4,   /* cancelled before it first ran */
+  TF_SUBMITTED = 1u << 5, /* weft_loop_submit's: its arg is the future */
 };
 
 typedef struct done_cb {
@@ -303,6 +304,8 @@ WEFT__HIDDEN void weft__inbox_init(weft_loop *L);
 /* Spare future records of a loop (future.c): trims the surplus (when
  * the loop is about to sleep), frees them all (the loop is released). */
 WEFT__HIDDEN void weft__futures_trim(weft_loop *L);
+/* A TF_SUBMITTED task finished (ran or not): completes its future. */
+WEFT__HIDDEN void weft__submitted_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__futures_flush(weft_loop *L);
 WEFT__HIDDEN void weft__futures_release(weft_loop *L);
 WEFT__HIDDEN int weft__loop_post(weft_loop *L, weft__msg *m);

@@ -4,7 +4,7 @@
  *
  * Lifetimes: each handle is a small record; closing it wakes the tasks
  * blocked through it (-EBADF), which never touch it again, and frees it.
- * The channel counts its handle records and is freed with the last one.
+ * The channel is freed when its last handle is closed.
  *
  * Hand-offs are those of the queue: a receiver waits only while nothing
  * is buffered and no sender waits, so a send that finds one copies the
@@ -15,14 +15,13 @@
 #include "sync/ring.h"
 
 typedef struct weft__chan {
-  weft__sobj h;    /* loop binding; never freed through it */
+  weft__sobj h;    /* loop binding; freed with its last handle */
   weft__ring r;
   size_t ntx, nrx; /* open handles */
-  size_t nrec;     /* handle records not yet freed */
   weft__wlist senders, receivers;
 } weft__chan;
 
-/* Both handle types share this layout. */
+/* Both handle types share this layout; the header is for its tag. */
 typedef struct handle {
   weft__sobj h;
   weft__chan *ch;
@@ -40,23 +39,11 @@ _Static_assert(offsetof(handle, h) == 0, "header first");
 
 #define FIRST_SLOTS 128
 
-static void chan_release(weft__sobj *o) { (void)o; }
-
-static void handle_release(weft__sobj *o) {
-  weft__chan *ch = ((handle *)o)->ch;
-  free(o);
-  if (--ch->nrec == 0) {
-    weft__ring_destroy(&ch->r);
-    free(ch);
-  }
-}
-
 static handle *handle_new(weft__chan *ch, uint32_t magic) {
   handle *hd = malloc(sizeof *hd);
   if (!hd) return NULL;
-  sobj_init(&hd->h, magic, handle_release);
+  sobj_init(&hd->h, magic, NULL);
   hd->ch = ch;
-  ch->nrec++;
   if (magic == SO_CHAN_TX)
     ch->ntx++;
   else
@@ -69,18 +56,15 @@ int weft_chan_open(size_t capacity, size_t elem_size, weft_chan_tx **tx,
   if (!tx || !rx || !elem_size) return -EINVAL;
   weft__chan *ch = calloc(1, sizeof *ch);
   if (!ch) return -ENOMEM;
-  sobj_init(&ch->h, SO_CHAN, chan_release);
+  sobj_init(&ch->h, SO_CHAN, NULL);
   int rc = weft__ring_init(&ch->r, elem_size, capacity, FIRST_SLOTS);
   if (rc) goto fail;
   handle *t = handle_new(ch, SO_CHAN_TX);
-  if (!t) {
+  handle *r = t ? handle_new(ch, SO_CHAN_RX) : NULL;
+  if (!r) {
+    free(t);
     rc = -ENOMEM;
     goto fail;
-  }
-  handle *r = handle_new(ch, SO_CHAN_RX);
-  if (!r) {
-    handle_release(&t->h); /* frees ch as well */
-    return -ENOMEM;
   }
   *tx = (weft_chan_tx *)t;
   *rx = (weft_chan_rx *)r;
@@ -140,7 +124,6 @@ static int close_handle(void *p, uint32_t magic, const char *fn) {
   if (!ch) return rc;
   weft_loop *L = weft__tls_loop;
   if (ch->h.loop && L && ch->h.loop != L) return weft__misuse(fn, WEFT_ELOOP);
-  hd->h.magic = SO_DEAD;
   if (magic == SO_CHAN_TX) {
     wake_handle(&ch->senders, hd, -EBADF);
     if (--ch->ntx == 0) wl_wake_all(&ch->receivers, WEFT_EENDOFCHANNEL);
@@ -151,7 +134,11 @@ static int close_handle(void *p, uint32_t magic, const char *fn) {
       ring_clear(&ch->r);
     }
   }
-  handle_release(&hd->h);
+  free(hd);
+  if (!ch->ntx && !ch->nrx) {
+    weft__ring_destroy(&ch->r);
+    free(ch);
+  }
   return 0;
 }
 

@@ -256,18 +256,18 @@ static void complete(weft_loop *L, weft_future *f, int rc) {
   future_unref(f);
 }
 
+/* The task's body. Its result goes to the future when the task finishes
+ * (weft__submitted_exit), also if it never got a stack to run on. */
 static int submitted_main(void *arg) {
   weft_future *f = arg;
-  weft_loop *L = weft__tls_loop;
-  int rc;
-  if (L->stopping)
-    rc = -ESHUTDOWN;
-  else if (atomic_load_explicit(&f->state, memory_order_relaxed) & F_CANCEL)
-    rc = -ECANCELED;
-  else
-    rc = f->fn(f->arg);
-  complete(L, f, rc);
-  return rc;
+  if (weft__tls_loop->stopping) return -ESHUTDOWN;
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & F_CANCEL)
+    return -ECANCELED;
+  return f->fn(f->arg);
+}
+
+void weft__submitted_exit(weft_loop *L, weft_task *t) {
+  complete(L, t->arg, t->result);
 }
 
 static void submit_run(weft_loop *L, weft__msg *m) {
@@ -285,6 +285,7 @@ static void submit_run(weft_loop *L, weft__msg *m) {
     complete(L, f, -ENOMEM);
     return;
   }
+  t->flags |= TF_SUBMITTED;
   f->task = t;
   weft__task_start(L, NULL, t, false);
 }

@@ -151,14 +151,29 @@ static void ex_job_gone(weft_executor *ex) {
 static weft_executor *default_ex;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
-static void default_init(void) {
+static weft_executor *default_make(void) {
   weft_executor *ex = malloc(sizeof *ex);
-  if (!ex) return;
-  if (ex_init(ex, 0) != 0) {
+  if (ex && ex_init(ex, 0) != 0) {
     free(ex);
-    return;
+    ex = NULL;
   }
-  __atomic_store_n(&default_ex, ex, __ATOMIC_RELEASE);
+  return ex;
+}
+
+/* A child of fork() has none of its parent's pool threads (and a copy of
+ * a mutex one of them may have held): it starts a default pool of its own
+ * and abandons the copy. Executors made with weft_executor_new before the
+ * fork must not be used in the child. */
+static weft_executor *forsaken; /* kept reachable: jobs may point to it */
+
+static void default_after_fork(void) {
+  forsaken = default_ex;
+  __atomic_store_n(&default_ex, default_make(), __ATOMIC_RELEASE);
+}
+
+static void default_init(void) {
+  __atomic_store_n(&default_ex, default_make(), __ATOMIC_RELEASE);
+  pthread_atfork(NULL, NULL, default_after_fork);
 }
 
 weft_executor *weft__default_executor(void) {
