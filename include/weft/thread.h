@@ -36,10 +36,12 @@ typedef void *(*weft_blocking_fn)(void *arg);
 /* Takes over `arg` (and `result`) of a job whose result the caller did not
  * receive: called exactly once for every weft_executor_run that returns
  * an error (fn not NULL). status is 0 if fn ran (result is what it
- * returned: the caller was cancelled while it ran), else the error the
- * caller got and result is NULL (fn never ran). It runs on a pool thread,
- * on the caller's loop thread, or on the thread calling
- * weft_executor_shutdown; it must not block for long. */
+ * returned: the caller was cancelled while it ran); otherwise fn never ran,
+ * result is NULL and status says why: -ECANCELED (cancelled before a
+ * thread took the job), -ESHUTDOWN (dropped by a shutdown), or the error
+ * the call returned. It runs on a pool thread, on the caller's loop
+ * thread, or on the thread calling weft_executor_shutdown; it must not
+ * block for long. */
 typedef void (*weft_cleanup_fn)(void *arg, void *result, int status);
 
 /* asyncio.to_thread: runs fn(arg) on the default pool and suspends only

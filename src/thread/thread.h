@@ -14,12 +14,14 @@
  * a hand-off to a thread that is still polling costs a cache-line transfer.
  * So a pool thread polls for the next job, and a loop that awaits a
  * to_thread result polls its inbox, for a short while before they sleep.
- * With one usable CPU (taskset -c 1), polling would only keep the other
- * thread off that CPU, so they yield it instead at every round.
+ * Between short rounds of polling they yield the CPU: when the other
+ * thread shares it (taskset -c 1, or the scheduler put both there), that
+ * is what lets it run; otherwise sched_yield returns at once. With one
+ * usable CPU they only yield.
  */
 #define WEFT__SPIN_LOOP_NS 20000   /* loop awaiting a to_thread job */
 #define WEFT__SPIN_WORKER_NS 50000 /* pool thread awaiting the next job */
-#define WEFT__SPIN_PAUSE_NS 5000   /* pure polling before yielding */
+#define WEFT__SPIN_ROUND 8         /* polls between two yields */
 
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 WEFT__HIDDEN int weft__ncpu(void);
@@ -37,18 +39,14 @@ static inline bool weft__spin(bool (*ready)(void *), void *arg,
                               int64_t budget_ns) {
   if (budget_ns <= 0) return false;
   int64_t start = weft__clock();
-  bool poll = weft__ncpu() > 1;
-  for (unsigned n = 1;; n++) {
-    if (ready(arg)) return true;
-    if (poll) {
+  int round = weft__ncpu() > 1 ? WEFT__SPIN_ROUND : 1;
+  for (;;) {
+    for (int i = 0; i < round; i++) {
+      if (ready(arg)) return true;
       weft__cpu_relax();
-      if (n & 15) continue;
-    } else {
-      sched_yield();
     }
-    int64_t spent = weft__clock() - start;
-    if (spent >= budget_ns) return ready(arg);
-    if (spent >= WEFT__SPIN_PAUSE_NS) poll = false;
+    if (weft__clock() - start >= budget_ns) return ready(arg);
+    sched_yield();
   }
 }
 
