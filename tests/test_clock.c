@@ -16,7 +16,10 @@ typedef struct {
 static int clock_main(void *arg) {
   clk_state *s = arg;
   weft_loop *L = weft_loop_current();
-  weft_sleep(WEFT_MS(3)); /* past the calibration window */
+  /* Past the calibration window. A sample taken while the thread was
+   * preempted is thrown away, so on a loaded machine give it more turns. */
+  for (int i = 0; i < 100 && L->tsc_usable && !L->tsc_mult; i++)
+    weft_sleep(WEFT_MS(1));
   weft_yield();
   s->calibrated = L->tsc_mult != 0 || !L->tsc_usable;
   int64_t end = weft_now() + WEFT_MS(50);
@@ -39,9 +42,11 @@ static int clock_main(void *arg) {
 Test(clock, fast_clock_tracks_monotonic, .timeout = 10) {
   clk_state s = {0};
   cr_assert_eq(weft_run(clock_main, &s), 0);
-  /* Under valgrind clock reads are too slow to bracket: no calibration,
-   * and the fast clock is the real one. */
+  /* Under valgrind and ThreadSanitizer clock reads are too slow to
+   * bracket: no calibration, and the fast clock is the real one. */
+#if !defined(__SANITIZE_THREAD__)
   if (!RUNNING_ON_VALGRIND) cr_assert(s.calibrated);
+#endif
   cr_assert_gt(s.samples, 1000);
   cr_assert_leq(s.max_behind, 0, "behind by %lld ns", (long long)s.max_behind);
   cr_assert_lt(s.max_ahead, WEFT_MS(1), "ahead by %lld ns",
