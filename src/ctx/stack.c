@@ -208,7 +208,7 @@ weft__stack *weft__stack_get(weft__stacks *s, size_t size) {
       s->cold = st->next;
     } else if (s->guards && !s->guard_install &&
                s->nguarded < s->guard_budget) {
-      st = map_single(s, size);
+      if ((st = map_single(s, size)) != NULL) s->nsingles++;
     } else {
       st = carve_slab(s);
     }
@@ -226,6 +226,7 @@ weft__stack *weft__stack_get(weft__stacks *s, size_t size) {
 
 static void unmap_single(weft__stacks *s, weft__stack *st) {
   if (st->kind & WEFT__STACK_GUARDED) s->nguarded--;
+  if (!(st->kind & WEFT__STACK_CUSTOM)) s->nsingles--;
   if (st->valgrind_id) VALGRIND_STACK_DEREGISTER(st->valgrind_id);
   munmap(st->map, st->map_size);
 }
@@ -270,7 +271,10 @@ void weft__stacks_trim(weft__stacks *s, size_t max) {
 }
 
 void weft__stacks_destroy(weft__stacks *s) {
-  for (weft__stack *st = s->free, *n; st; st = n) {
+  /* Only single mappings and valgrind need a look at each free stack:
+   * walking 100,000 slab stacks would touch 100,000 pages for nothing. */
+  bool walk = s->nsingles || RUNNING_ON_VALGRIND;
+  for (weft__stack *st = walk ? s->free : NULL, *n; st; st = n) {
     n = st->next;
     if (st->kind & WEFT__STACK_SLAB) {
       if (st->valgrind_id) VALGRIND_STACK_DEREGISTER(st->valgrind_id);
@@ -278,7 +282,7 @@ void weft__stacks_destroy(weft__stacks *s) {
       unmap_single(s, st);
     }
   }
-  for (weft__stack *st = s->cold; st; st = st->next)
+  for (weft__stack *st = RUNNING_ON_VALGRIND ? s->cold : NULL; st; st = st->next)
     if (st->valgrind_id) VALGRIND_STACK_DEREGISTER(st->valgrind_id);
   for (size_t i = 0; i < s->nslabs; i++) munmap(s->slabs[i], s->slab_sizes[i]);
   free(s->slabs);

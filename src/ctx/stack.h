@@ -48,6 +48,7 @@ typedef struct weft__stacks {
   weft__stack *cold; /* slab stacks whose pages were given back */
   size_t guard_budget; /* max guarded stacks alive at once */
   size_t nguarded;
+  size_t nsingles;   /* default-size stacks with a mapping of their own */
   bool guards;       /* guard pages wanted */
   bool guard_install; /* MADV_GUARD_INSTALL works: guarded slabs */
   bool debug;
