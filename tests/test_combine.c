@@ -671,6 +671,48 @@ Test(combine, as_completed_order, .timeout = 10) {
   cr_assert_eq(s.closed, -EINVAL);
 }
 
+/* A second task calling next while the first waits in it gets -EBUSY
+ * and disturbs nothing. */
+typedef struct {
+  weft_as_completed it;
+  int busy;
+} ac_busy;
+
+static int ac_second(void *arg) {
+  ac_busy *b = arg;
+  weft_task *x;
+  b->busy = weft_as_completed_next(&b->it, &x);
+  return 0;
+}
+
+static int ac_busy_main(void *arg) {
+  ast *s = arg;
+  ac_busy b = {0};
+  s->j[0] = (job){.sleep = WEFT_MS(10), .code = 7};
+  weft_task *t = spawn_job(&s->j[0]);
+  cr_assert_eq(weft_as_completed_init(&b.it, &t, 1, WEFT_FOREVER), 0);
+  weft_task *other = weft_spawn(ac_second, &b, NULL);
+  weft_task *x = NULL;
+  s->rc[0] = weft_as_completed_next(&b.it, &x); /* other runs meanwhile */
+  s->rc[1] = x == t;
+  s->rc[2] = weft_join(t);
+  weft_join(other);
+  s->end = weft_as_completed_next(&b.it, &x);
+  weft_as_completed_close(&b.it);
+  s->again = b.busy;
+  return 0;
+}
+
+Test(combine, as_completed_one_task_at_a_time, .timeout = 10) {
+  ast s = {0};
+  cr_assert_eq(weft_run(ac_busy_main, &s), 0);
+  cr_assert_eq(s.rc[0], 0);
+  cr_assert_eq(s.rc[1], 1);
+  cr_assert_eq(s.rc[2], 7);
+  cr_assert_eq(s.again, -EBUSY);
+  cr_assert_eq(s.end, -ECHILD);
+}
+
 static int ac_deadline_main(void *arg) {
   ast *s = arg;
   s->j[0] = (job){.sleep = WEFT_MS(5)};

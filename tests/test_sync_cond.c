@@ -288,3 +288,135 @@ Test(sync_cond, new_bad_lock, .timeout = 10) {
   cr_assert_eq(errno, EINVAL);
   weft_event_free(e);
 }
+
+/* ---------------------------------------------------------------- */
+
+static bool never(void *arg) {
+  (void)arg;
+  return false;
+}
+
+static int pred_waiter_never(void *arg) {
+  carg *a = arg;
+  cstate *s = a->s;
+  weft_lock_acquire(s->l);
+  int rc = weft_cond_wait_for(s->c, never, NULL);
+  s->rc[a->id] = rc;
+  s->held[a->id] = rc != -EIDRM && weft_lock_release(s->l) == 0;
+  return 0;
+}
+
+static int freed_while_retaking_main(void *arg) {
+  cstate *s = arg;
+  carg a = {s, 1};
+  s->t[0] = weft_spawn(s->rc[3] ? pred_waiter_never : waiter, &a, NULL);
+  weft_yield();
+  weft_lock_acquire(s->l);
+  weft_cond_notify(s->c, 1);
+  weft_yield(); /* the waiter queues for the lock we hold */
+  weft_lock_release(s->l); /* it is the owner now, not yet running */
+  s->rc[0] = weft_cond_free(s->c);
+  weft_join(s->t[0]);
+  if (s->value) /* the external lock (an own one is gone): given back */
+    s->rc[2] = weft_lock_locked(s->l);
+  return 0;
+}
+
+/* A condition freed after its waiter was notified and handed the lock,
+ * before it ran: weft_cond_wait returns -EIDRM without the lock, as
+ * documented, never 0 on a freed condition (whose own lock's memory
+ * goes as the waiter leaves, so "holding" it would be a use after free),
+ * with its own lock, with a lock given at creation (given back), and
+ * through weft_cond_wait_for (rc[3] set). */
+Test(sync_cond, freed_while_retaking_lock, .timeout = 10) {
+  cstate s = {.c = weft_cond_new(NULL)};
+  s.l = weft_cond_lock(s.c);
+  cr_assert_eq(weft_run(freed_while_retaking_main, &s), 0);
+  cr_assert_eq(s.rc[0], 0);
+  cr_assert_eq(s.rc[1], -EIDRM);
+  cr_assert_not(s.held[1]);
+
+  cstate e = {.l = weft_lock_new(), .value = 1, .rc[2] = -1};
+  e.c = weft_cond_new(e.l);
+  cr_assert_eq(weft_run(freed_while_retaking_main, &e), 0);
+  cr_assert_eq(e.rc[0], 0);
+  cr_assert_eq(e.rc[1], -EIDRM);
+  cr_assert_not(e.held[1]);
+  cr_assert_eq(e.rc[2], 0);
+  cr_assert_eq(weft_lock_free(e.l), 0);
+
+  cstate p = {.l = weft_lock_new(), .value = 1, .rc = {[2] = -1, [3] = 1}};
+  p.c = weft_cond_new(p.l); /* the same through weft_cond_wait_for */
+  cr_assert_eq(weft_run(freed_while_retaking_main, &p), 0);
+  cr_assert_eq(p.rc[1], -EIDRM);
+  cr_assert_not(p.held[1]);
+  cr_assert_eq(p.rc[2], 0);
+  cr_assert_eq(weft_lock_free(p.l), 0);
+}
+
+/* ---- the lock under a condition breaks or goes away ----------------- */
+
+static int hold_and_return(void *arg) {
+  cstate *s = arg;
+  weft_lock_acquire(s->l);
+  weft_yield(); /* the waiters are parked by now */
+  return 0;     /* returns holding the lock: it breaks */
+}
+
+static int broken_main(void *arg) {
+  cstate *s = arg;
+  carg a[2] = {{s, 1}, {s, 2}};
+  s->t[0] = weft_spawn(waiter, &a[0], NULL);
+  s->t[1] = weft_spawn(waiter, &a[1], NULL);
+  weft_yield(); /* both wait on the condition, the lock free */
+  s->t[2] = weft_spawn(hold_and_return, s, NULL);
+  for (int i = 0; i < 3; i++) weft_join(s->t[i]);
+  s->rc[10] = weft_cond_wait(s->c); /* the lock is broken for good */
+  return 0;
+}
+
+/* The owner of a condition's lock returns holding it: nobody can notify
+ * the condition's waiters any more (notify needs the lock), so they wake
+ * with -EOWNERDEAD, not holding the lock, instead of waiting forever. */
+Test(sync_cond, lock_owner_dies, .timeout = 10) {
+  cstate s = {0};
+  s.l = weft_lock_new();
+  s.c = weft_cond_new(s.l);
+  cr_assert_eq(weft_run(broken_main, &s), 0);
+  cr_assert_eq(s.rc[1], -EOWNERDEAD);
+  cr_assert_eq(s.rc[2], -EOWNERDEAD);
+  cr_assert_eq(s.held[1], 0);
+  cr_assert_eq(s.held[2], 0);
+  cr_assert_eq(s.rc[10], -EPERM); /* nobody holds it */
+  cr_assert_eq(weft_cond_free(s.c), 0);
+  cr_assert_eq(weft_lock_free(s.l), 0);
+}
+
+static int lock_freed_main(void *arg) {
+  cstate *s = arg;
+  carg a[2] = {{s, 1}, {s, 2}};
+  s->t[0] = weft_spawn(waiter, &a[0], NULL);
+  s->t[1] = weft_spawn(waiter, &a[1], NULL);
+  weft_yield();
+  s->rc[9] = weft_lock_free(s->l);
+  for (int i = 0; i < 2; i++) weft_join(s->t[i]);
+  s->rc[10] = weft_cond_notify_all(s->c);
+  s->rc[11] = weft_cond_lock(s->c) == NULL;
+  return 0;
+}
+
+/* A lock given to a condition is freed while tasks wait on the
+ * condition: they wake with -EIDRM, and the condition, still valid
+ * memory, answers -EIDRM from then on. */
+Test(sync_cond, given_lock_freed, .timeout = 10) {
+  cstate s = {0};
+  s.l = weft_lock_new();
+  s.c = weft_cond_new(s.l);
+  cr_assert_eq(weft_run(lock_freed_main, &s), 0);
+  cr_assert_eq(s.rc[9], 0);
+  cr_assert_eq(s.rc[1], -EIDRM);
+  cr_assert_eq(s.rc[2], -EIDRM);
+  cr_assert_eq(s.rc[10], -EIDRM);
+  cr_assert_eq(s.rc[11], 1);
+  cr_assert_eq(weft_cond_free(s.c), 0);
+}

@@ -701,6 +701,9 @@ Test(sync_queue, bad_constructors, .timeout = 10) {
   errno = 0;
   cr_assert_null(weft_queue_new_priority(SIZE_MAX / 2, 16, cmp_any));
   cr_assert_eq(errno, EOVERFLOW);
+  errno = 0; /* SIZE_MAX is a capacity like any other for a queue */
+  cr_assert_null(weft_queue_new_lifo(SIZE_MAX, 8));
+  cr_assert_eq(errno, EOVERFLOW);
   errno = 0;
   cr_assert_null(weft_queue_new_priority(4, 8, NULL));
   cr_assert_eq(errno, EINVAL);

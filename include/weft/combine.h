@@ -54,9 +54,11 @@ typedef struct weft_call {
  * Children never outlive the call.
  *
  * Returns 0, a child's failure code, -ECANCELED, -EINVAL (calls NULL
- * with n > 0, a NULL fn, or unknown flags), -ENOMEM, WEFT_ENOTASK.
- * n == 0 returns 0 at once. A checkpoint. calls and results must stay
- * valid until it returns. */
+ * with n > 0, a NULL fn, or unknown flags), -ENOMEM (no memory for the
+ * call, or for a child's stack: that child reports -ENOMEM and the others
+ * are cancelled), WEFT_ENOTASK. n == 0 returns 0 at once, but it is still
+ * a checkpoint: -ECANCELED inside a cancelled scope. calls and results
+ * must stay valid until it returns. */
 WEFT_API int weft_gather(const weft_call *calls, size_t n, int *results,
                          unsigned flags);
 
@@ -143,14 +145,16 @@ WEFT_API int weft_as_completed_init(weft_as_completed *it,
  * no finished task is left to return (later calls return tasks that
  * finish after all, else -ETIMEDOUT again, without blocking);
  * -ECANCELED (caller cancelled; nothing is lost, a later call returns
- * the task); -EINVAL (NULL, or a closed iterator), WEFT_ENOTASK,
- * WEFT_ELOOP. A checkpoint. */
+ * the task); -EBUSY (another task is waiting in next on this iterator:
+ * an iterator serves one task at a time); -EINVAL (NULL, or a closed
+ * iterator), WEFT_ENOTASK, WEFT_ELOOP. A checkpoint. */
 WEFT_API int weft_as_completed_next(weft_as_completed *it, weft_task **task);
 
 /* Stops watching and frees the iterator's memory. Required when the
  * iteration stops before -ECHILD (harmless after it, and on an iterator
  * whose init failed). Call it from the loop's thread, before the tasks
- * not yet returned are released. NULL is ignored. */
+ * not yet returned are released, and never while a task waits in next
+ * on it. NULL is ignored. */
 WEFT_API void weft_as_completed_close(weft_as_completed *it);
 
 /* ------------------------------------------------------------------ */
@@ -233,9 +237,8 @@ WEFT_API int weft_limiter_acquire(weft_limiter *l);
 WEFT_API int weft_limiter_try_acquire(weft_limiter *l);
 
 /* Frees the limiter. Tasks waiting in acquire wake up with -EIDRM.
- * 0, -EINVAL (NULL),
- * -EIDRM (already freed), WEFT_ELOOP (from another thread while tasks
- * wait; nothing freed). */
+ * 0, -EINVAL (NULL), -EIDRM (already freed), WEFT_ELOOP (from a thread
+ * running another loop; nothing freed). */
 WEFT_API int weft_limiter_free(weft_limiter *l);
 
 #ifdef __cplusplus

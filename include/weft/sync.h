@@ -55,14 +55,17 @@ extern "C" {
 /* A mutual-exclusion lock owned by a task. FIFO-fair: release hands the
  * lock straight to the longest waiter, so a task that releases and
  * re-acquires at once queues behind it. If the owner task returns while
- * holding the lock, the lock is broken for good: its waiters wake with
- * -EOWNERDEAD and every later acquire returns -EOWNERDEAD. */
+ * holding the lock, the lock is broken for good: its waiters, and the
+ * waiters of every condition over it, wake with -EOWNERDEAD, and every
+ * later acquire returns -EOWNERDEAD. */
 typedef struct weft_lock weft_lock;
 
 /* A new, unlocked lock; NULL with errno ENOMEM. */
 WEFT_API weft_lock *weft_lock_new(void);
 /* Frees l (see the rules at the top). If a task holds it, the lock is
- * simply gone: that task must not release it. 0, -EINVAL, -EIDRM (the
+ * simply gone: that task must not release it. The waiters of conditions
+ * over l wake with -EIDRM, and those conditions return -EIDRM from then
+ * on (weft_cond_lock gives NULL). 0, -EINVAL, -EIDRM (the
  * lock of a freed condition whose waiters are still leaving), WEFT_ELOOP. */
 WEFT_API int weft_lock_free(weft_lock *l);
 /* Acquires l, waiting (FIFO) while another task holds it. 0, -EDEADLK
@@ -109,14 +112,15 @@ WEFT_API bool weft_event_is_set(const weft_event *e);
 typedef struct weft_cond weft_cond;
 
 /* A condition variable over `lock`, or over a lock of its own if lock is
- * NULL (freed with it; get it with weft_cond_lock). A lock given here
- * must outlive the condition. NULL with errno ENOMEM, EINVAL (lock is
+ * NULL (freed with it; get it with weft_cond_lock). If a lock given here
+ * is freed first, the condition's calls return -EIDRM (its memory stays
+ * valid until weft_cond_free). NULL with errno ENOMEM, EINVAL (lock is
  * not a live lock). */
 WEFT_API weft_cond *weft_cond_new(weft_lock *lock);
 /* Frees c, and its own lock if it made one (whose waiters also wake with
  * -EIDRM). 0, -EINVAL, -EIDRM, WEFT_ELOOP. */
 WEFT_API int weft_cond_free(weft_cond *c);
-/* The condition's lock (NULL for NULL). */
+/* The condition's lock (NULL for NULL, or once that lock was freed). */
 WEFT_API weft_lock *weft_cond_lock(const weft_cond *c);
 /* The caller must hold the lock. Releases it, waits for a notification,
  * and re-acquires the lock before returning, also when cancelled while
@@ -124,11 +128,13 @@ WEFT_API weft_lock *weft_cond_lock(const weft_cond *c);
  * (notified), -ECANCELED (the lock is held again; at entry nothing is
  * released), -EPERM (the caller does not hold the lock), and, with the
  * lock NOT held: -EIDRM (the condition or its lock was freed),
- * -EOWNERDEAD (the lock broke while waiting for it). -EINVAL,
+ * -EOWNERDEAD (the lock's owner returned holding it, while the caller
+ * waited for a notification or for the lock). -EINVAL,
  * WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_cond_wait(weft_cond *c);
-/* Waits until pred(arg) is true: evaluates it (with the lock held) and
- * calls weft_cond_wait until it holds. 0 when it holds, else the first
+/* Waits until pred(arg) is true: evaluates it (with the lock held; it
+ * must not block, as asyncio's predicate cannot await) and calls
+ * weft_cond_wait until it holds. 0 when it holds, else the first
  * error of weft_cond_wait (with the lock as described there). -EINVAL
  * also for a NULL pred. */
 WEFT_API int weft_cond_wait_for(weft_cond *c, bool (*pred)(void *arg),
@@ -228,8 +234,8 @@ WEFT_API weft_queue *weft_queue_new_priority(size_t capacity, size_t elem_size,
 WEFT_API int weft_queue_free(weft_queue *q);
 /* Copies *item in, waiting while the queue is full. 0, -ESHUTDOWN (shut
  * down, before or while waiting: the item is not added), -ECANCELED,
- * -ENOMEM (an unbounded queue could not grow), -EIDRM, -EINVAL,
- * WEFT_ENOTASK, WEFT_ELOOP. */
+ * -ENOMEM (the buffer, allocated as it fills, could not grow), -EIDRM,
+ * -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_queue_put(weft_queue *q, const void *item);
 /* Moves the next item into *out, waiting while the queue is empty.
  * 0, -ESHUTDOWN (shut down and empty; after a graceful shutdown the items
@@ -304,13 +310,13 @@ WEFT_API int weft_chan_rx_close(weft_chan_rx *rx);
  * rendezvous: until a receiver takes it). An item sent while a receiver
  * waits goes straight to it. 0, -EPIPE (every receive handle closed),
  * -EBADF (tx closed while waiting), -ECANCELED (the item was not sent),
- * -ENOMEM (an unbounded buffer could not grow), -EIDRM, -EINVAL,
+ * -ENOMEM (the buffer, allocated as it fills, could not grow), -EINVAL,
  * WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_chan_send(weft_chan_tx *tx, const void *item);
 /* Moves the next item into *out, waiting while there is none. An item
  * handed to a waiting receiver is its own, even if it is cancelled before
  * it runs. 0, WEFT_EENDOFCHANNEL, -EBADF (rx closed while waiting),
- * -ECANCELED, -EIDRM, -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
+ * -ECANCELED, -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_chan_recv(weft_chan_rx *rx, void *out);
 /* send without waiting: -EAGAIN if it would wait. Not a checkpoint;
  * callable outside a task. */

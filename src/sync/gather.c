@@ -96,6 +96,9 @@ static int run_all(combo *c, weft_fn child) {
   for (; i < n; i++) {
     slots[i].c = c;
     slots[i].i = i;
+    /* Overwritten when the wrapper runs; it never does for a child that
+     * gets no stack (the core ends it with -ENOMEM). */
+    if (c->results) c->results[i] = -ENOMEM;
     if (!weft_group_spawn(c->grp, child, &slots[i], NULL)) break;
   }
   if (i < n) { /* out of memory: what did not start counts as cancelled */
@@ -105,7 +108,10 @@ static int run_all(combo *c, weft_fn child) {
     weft_group_cancel(c->grp);
   }
   int crc = weft_group_close(c->grp, NULL);
-  if (!rc) rc = crc; /* 0 or -ECANCELED: the wrappers never fail */
+  /* The wrappers never fail: a group failure is a child that got no
+   * stack, and it cancelled the others. */
+  if (crc == WEFT_EGROUP) crc = -ENOMEM;
+  if (!rc) rc = crc;
 out:
   if (slots != stack_slots) free(slots);
   return rc;

@@ -17,12 +17,30 @@
 
 _Static_assert(offsetof(weft_lock, h) == 0, "header first");
 
+struct weft_cond {
+  weft__sobj h;
+  weft_lock *lock;       /* NULL once a lock given at creation was freed */
+  weft_cond *lk_next, **lk_pprev; /* in lock->conds */
+  weft__wlist waiters;
+  weft_lock own; /* the lock, when the condition made its own */
+};
+
+_Static_assert(offsetof(weft_cond, h) == 0, "header first");
+
+/* Wakes the waiters of every condition over l with `code`: nobody can
+ * notify them any more (notify needs the lock). */
+static void wake_conds(weft_lock *l, int code) {
+  for (weft_cond *c = l->conds; c; c = c->lk_next)
+    wl_wake_all(&c->waiters, code);
+}
+
 static void owner_exit(weft__exit_hook *h, weft_task *t) {
   weft_lock *l = (weft_lock *)((char *)h - offsetof(weft_lock, hook));
   (void)t;
   l->owner = NULL;
   l->broken = true;
   wl_wake_all(&l->waiters, -EOWNERDEAD);
+  wake_conds(l, -EOWNERDEAD);
 }
 
 static inline void take(weft_lock *l, weft_task *t) {
@@ -40,6 +58,7 @@ void weft__lock_init(weft_lock *l, void (*release)(weft__sobj *)) {
   l->hook.next = NULL;
   l->hook.fn = owner_exit;
   l->waiters = (weft__wlist){0};
+  l->conds = NULL;
 }
 
 void weft__lock_kill(weft__sobj *o) {
@@ -50,6 +69,13 @@ void weft__lock_kill(weft__sobj *o) {
     l->owner = NULL;
   }
   wl_wake_all(&l->waiters, -EIDRM);
+  wake_conds(l, -EIDRM);
+  for (weft_cond *c = l->conds, *n; c; c = n) { /* they outlive the lock */
+    n = c->lk_next;
+    c->lock = NULL;
+    c->lk_pprev = NULL;
+  }
+  l->conds = NULL;
 }
 
 void weft__lock_handoff(weft_lock *l) {
@@ -124,15 +150,6 @@ bool weft_lock_locked(const weft_lock *l) {
 
 /* ---- condition -------------------------------------------------------- */
 
-struct weft_cond {
-  weft__sobj h;
-  weft_lock *lock;
-  weft__wlist waiters;
-  weft_lock own; /* the lock, when the condition made its own */
-};
-
-_Static_assert(offsetof(weft_cond, h) == 0, "header first");
-
 /* A condition with its own lock is freed when both it and the lock have
  * nobody inside: tasks blocked on the lock alone count only in the lock. */
 static void cond_release(weft__sobj *o) {
@@ -161,11 +178,20 @@ weft_cond *weft_cond_new(weft_lock *lock) {
     weft__lock_init(&c->own, own_lock_release);
     c->lock = &c->own;
   }
+  c->lk_next = c->lock->conds;
+  if (c->lk_next) c->lk_next->lk_pprev = &c->lk_next;
+  c->lk_pprev = &c->lock->conds;
+  c->lock->conds = c;
   return c;
 }
 
 static void cond_kill(weft__sobj *o) {
   weft_cond *c = (weft_cond *)o;
+  if (c->lk_pprev) { /* off its lock's list */
+    *c->lk_pprev = c->lk_next;
+    if (c->lk_next) c->lk_next->lk_pprev = c->lk_pprev;
+    c->lk_pprev = NULL;
+  }
   wl_wake_all(&c->waiters, -EIDRM);
   if (c->lock == &c->own && c->own.h.magic == SO_LOCK) weft__lock_kill(&c->own.h);
 }
@@ -175,7 +201,7 @@ int weft_cond_free(weft_cond *c) {
 }
 
 weft_lock *weft_cond_lock(const weft_cond *c) {
-  return sobj_live(c, SO_COND) ? c->lock : NULL;
+  return sobj_live(c, SO_COND) ? c->lock : NULL; /* NULL: lock freed */
 }
 
 /* The checks shared by wait, wait_for and notify: 0 or the code, with the
@@ -183,7 +209,7 @@ weft_lock *weft_cond_lock(const weft_cond *c) {
 static int cond_check(weft_cond *c, weft_task **tp, const char *fn) {
   int rc = sobj_check_task(SOBJ(c), SO_COND, weft__tls_loop, tp, fn);
   if (rc) return rc;
-  if (c->lock->h.magic != SO_LOCK) return -EIDRM;
+  if (!c->lock || c->lock->h.magic != SO_LOCK) return -EIDRM;
   if (c->lock->owner != *tp) return -EPERM;
   return 0;
 }
@@ -197,7 +223,14 @@ static int cond_wait(weft_loop *L, weft_task *t, weft_cond *c) {
   int rc = sobj_wait(L, t, &c->waiters, NULL, 0, true);
   if (rc != -EIDRM) {
     int lrc = weft__lock_wait(L, t, l, false);
-    if (lrc) rc = lrc;
+    if (lrc) {
+      rc = lrc;
+    } else if (c->h.magic != SO_COND || l->h.magic != SO_LOCK) {
+      /* Freed after the lock was handed to us, before we ran: the memory
+       * may go as we leave, so the caller must not think it holds it. */
+      if (l->h.magic == SO_LOCK) weft__lock_handoff(l);
+      rc = -EIDRM;
+    }
   }
   sobj_leave(&l->h);
   sobj_leave(&c->h);
@@ -225,11 +258,6 @@ int weft_cond_wait_for(weft_cond *c, bool (*pred)(void *arg), void *arg) {
     }
     if (pred(arg)) break;
     if ((rc = cond_wait(t->loop, t, c)) != 0) break;
-    if (c->h.magic != SO_COND) { /* freed while we re-took the lock */
-      weft__lock_handoff(c->lock);
-      rc = -EIDRM;
-      break;
-    }
   }
   sobj_leave(&c->h);
   return rc;

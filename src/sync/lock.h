@@ -10,6 +10,9 @@ struct weft_lock {
   bool broken;           /* its owner returned holding it */
   weft__exit_hook hook;  /* in the owner's exit hooks while held */
   weft__wlist waiters;
+  /* The conditions over this lock: when the lock breaks or is freed,
+   * their waiters could never be notified again, so they are woken. */
+  weft_cond *conds;
 };
 
 /* Sets up a lock in place; `release` frees its memory (a condition's own

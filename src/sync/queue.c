@@ -51,6 +51,10 @@ static weft_queue *queue_new(size_t cap, size_t elem, int kind,
     errno = EINVAL;
     return NULL;
   }
+  if (cap > SIZE_MAX / elem) { /* the ring takes SIZE_MAX as "no limit" */
+    errno = EOVERFLOW;
+    return NULL;
+  }
   weft_queue *q = calloc(1, sizeof *q);
   if (!q) return NULL;
   sobj_init(&q->h, SO_QUEUE, queue_release);

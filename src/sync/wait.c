@@ -257,6 +257,7 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   ac_core *c = it->core;
   if (!c) return -ECHILD;
   if (c->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
+  if (c->waiter) return -EBUSY; /* another task is waiting in next() */
   if (weft__cancelled(cur)) return -ECANCELED;
   if (c->head < c->tail) return ac_pop(it, task);
   if (it->deadline != WEFT_FOREVER && weft_now() >= it->deadline)
