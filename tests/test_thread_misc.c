@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "helpers.h"
 
@@ -180,6 +181,47 @@ Test(thread_misc, cancelled_atomic_write, .timeout = 10) {
   cr_assert(st.st_size == 3 || st.st_size == 8 * 1024 * 1024,
             "a mix: %lld bytes", (long long)st.st_size);
   tmpdir_remove(&s.t);
+}
+
+/* The mode a file had when weft_file_write_atomic fchmod'ed it: the mode
+ * its temporary file was created with. This binary's fchmod takes the
+ * place of libc's (it is called from the pool thread) and records it. */
+static atomic_int fchmod_calls, fchmod_created_mode;
+
+int fchmod(int fd, mode_t mode) {
+  struct stat st;
+  if (fstat(fd, &st) == 0) {
+    atomic_store(&fchmod_created_mode, (int)(st.st_mode & 0777));
+    atomic_fetch_add(&fchmod_calls, 1);
+  }
+  return (int)syscall(SYS_fchmod, fd, mode);
+}
+
+static int private_main(void *arg) {
+  tmpdir *t = arg;
+  int rc = weft_file_write_atomic(t->path, "secret", 6);
+  if (rc) return rc;
+  chmod(t->path, 0600);
+  return weft_file_write_atomic(t->path, "new secret", 10);
+}
+
+/* Replacing a private file never exposes the new contents: the temporary
+ * file is not created readable (or writable) by others and then narrowed
+ * (whoever opened it meanwhile would keep access to the data). */
+Test(thread_misc, atomic_write_of_a_private_file, .timeout = 10) {
+  tmpdir t;
+  tmpdir_make(&t);
+  mode_t um = umask(0);
+  int rc = weft_run(private_main, &t);
+  umask(um);
+  cr_assert_eq(rc, 0);
+  struct stat st;
+  cr_assert_eq(stat(t.path, &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0600);
+  cr_assert_gt(atomic_load(&fchmod_calls), 0);
+  cr_assert_eq(atomic_load(&fchmod_created_mode) & 0077, 0,
+               "temporary file created %o", atomic_load(&fchmod_created_mode));
+  tmpdir_remove(&t);
 }
 
 Test(thread_misc, files_outside_a_task, .timeout = 10) {

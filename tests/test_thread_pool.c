@@ -442,6 +442,42 @@ Test(thread_pool, shutdown_from_a_plain_thread, .timeout = 10) {
   cr_assert_eq(weft_executor_free(p.ex), 0);
 }
 
+typedef struct {
+  weft_executor *ex;
+  int rc, run_rc, late_rc;
+} own_shut;
+
+static void *shut_own_executor(void *arg) {
+  own_shut *o = arg;
+  o->rc = weft_executor_shutdown(o->ex, WEFT_EXECUTOR_WAIT);
+  return NULL;
+}
+
+static int own_shut_main(void *arg) {
+  own_shut *o = arg;
+  weft_scope sc; /* a guard: the wait must not hang */
+  weft_scope_open(&sc, weft_now() + T_SLACK);
+  o->run_rc = weft_executor_run(o->ex, shut_own_executor, o, NULL, NULL);
+  weft_scope_close(&sc);
+  o->late_rc = weft_executor_run(o->ex, add_one, NULL, NULL, NULL);
+  return 0;
+}
+
+/* A job of ex shutting ex down cannot wait for itself: -EDEADLK at once,
+ * and ex is shut down all the same. */
+Test(thread_pool, shutdown_from_its_own_job, .timeout = 10) {
+  own_shut o = {0};
+  o.ex = weft_executor_new(2);
+  cr_assert_not_null(o.ex);
+  cr_assert_eq(weft_run(own_shut_main, &o), 0);
+  cr_assert_eq(o.run_rc, 0);
+  cr_assert_eq(o.rc, -EDEADLK);
+  cr_assert_eq(o.late_rc, -ESHUTDOWN);
+  cr_assert_eq(weft_executor_shutdown(o.ex, WEFT_EXECUTOR_WAIT), 0);
+  cr_assert_eq(weft_executor_threads(o.ex), 0);
+  cr_assert_eq(weft_executor_free(o.ex), 0);
+}
+
 /* ---------------------------------------------------------------- */
 /* Threads on demand, idle exit, sizes                               */
 /* ---------------------------------------------------------------- */
@@ -552,6 +588,45 @@ Test(thread_pool, loop_ends_while_a_job_runs, .timeout = 10) {
     nanosleep(&ts, NULL);
   }
   cr_assert_eq(atomic_load(&ending_gate.inside), 0);
+}
+
+typedef struct {
+  int rc, run_rc;
+  atomic_int cleanups, status;
+} late_state;
+
+static void late_note(void *arg, void *result, int status) {
+  late_state *s = arg;
+  (void)result;
+  atomic_store(&s->status, status);
+  atomic_fetch_add(&s->cleanups, 1);
+}
+
+static int late_task(void *arg) { /* made while the loop is being freed */
+  late_state *s = arg;
+  weft_scope sc;
+  weft_scope_open_shielded(&sc, WEFT_FOREVER);
+  s->rc = weft_to_thread(add_one, NULL, NULL);
+  s->run_rc = weft_executor_run(NULL, add_one, s, late_note, NULL);
+  weft_scope_close(&sc);
+  return 0;
+}
+
+static void spawn_late(void *arg) { weft_detach(weft_spawn(late_task, arg, NULL)); }
+
+/* A task that runs while its loop is freed (spawned by a weft_loop_call
+ * that the closing inbox runs) cannot get a job's completion back:
+ * -ESHUTDOWN, and the cleanup gets it. */
+Test(thread_pool, to_thread_while_the_loop_is_freed, .timeout = 10) {
+  late_state s = {0};
+  weft_runner *r = weft_runner_open(NULL);
+  cr_assert_not_null(r);
+  cr_assert_eq(weft_loop_call(weft_loop_current(), spawn_late, &s), 0);
+  cr_assert_eq(weft_runner_close(r), 0);
+  cr_assert_eq(s.rc, -ESHUTDOWN);
+  cr_assert_eq(s.run_rc, -ESHUTDOWN);
+  cr_assert_eq(atomic_load(&s.cleanups), 1);
+  cr_assert_eq(atomic_load(&s.status), -ESHUTDOWN);
 }
 
 /* ---------------------------------------------------------------- */

@@ -100,7 +100,11 @@ WEFT_API size_t weft_executor_threads(weft_executor *ex);
  * background); from any other thread, the thread blocks. Calling it again
  * is fine (a later DROP still drops). The default pool lives as long as
  * the process and cannot be shut down. 0, -EINVAL (ex NULL or a bad
- * `how`), -ECANCELED. Thread-safe. */
+ * `how`), -ECANCELED, -EDEADLK (called from one of ex's own jobs, which
+ * the wait would include: ex is shut down, not waited for); from a task
+ * also -ENOMEM, -EAGAIN or -ESHUTDOWN (the wait, which runs on the default
+ * pool, could not be started: ex is shut down all the same, the rest
+ * completes in the background). Thread-safe. */
 WEFT_API int weft_executor_shutdown(weft_executor *ex, int how);
 
 /* Releases ex: if it was not shut down, it is now with WEFT_EXECUTOR_WAIT
@@ -191,10 +195,11 @@ WEFT_API int weft_future_free(weft_future *f);
  * results in results[i] (if results is not NULL). The loops are
  * independent: share data between them with weft_loop_submit /
  * weft_loop_call, or with the usual thread-safe means. 0, -EINVAL (n 0
- * or main NULL), or the error of the first thread that could not be started
- * (-EAGAIN...): the threads started before it are still waited for, and
- * the results of those that never ran are that error. Blocks the calling
- * thread; call it outside any loop (or from a task through weft_to_thread). */
+ * or main NULL), -ENOMEM (nothing started), or the error of the first
+ * thread that could not be started (-EAGAIN...): the threads started
+ * before it are still waited for, and the results of those that never ran
+ * are that error. Blocks the calling thread; call it outside any loop (or
+ * from a task through weft_to_thread). */
 WEFT_API int weft_run_threads(size_t n, weft_fn main, void *const *args,
                               int *results);
 

@@ -42,8 +42,10 @@ static int read_all(int fd, read_req *r) {
   struct stat st;
   if (fstat(fd, &st) != 0) return -errno;
   if (S_ISDIR(st.st_mode)) return -EISDIR;
-  /* st_size is a hint: 0 for /proc files, stale if the file grows. */
-  size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+  /* st_size is a hint: 0 for /proc files, stale if the file grows. Room
+   * for the NUL and one more byte, so the read that sees the end of a
+   * file of the expected size does not first double the buffer. */
+  size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 2 : 4096;
   char *buf = malloc(cap);
   if (!buf) return -ENOMEM;
   size_t len = 0;
@@ -141,16 +143,16 @@ static int write_full(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Opens a new file next to path ("<path>.weft-XXXXXXXX"), mode 0666 less
+/* Opens a new file next to path ("<path>.weft-XXXXXXXX") with `mode` less
  * the umask (open applies it; mkstemp would give 0600). */
-static int open_temp(const char *path, char *tmp, size_t cap) {
+static int open_temp(const char *path, char *tmp, size_t cap, mode_t mode) {
   static atomic_uint serial;
   for (int tries = 0; tries < 100; tries++) {
     unsigned x = (unsigned)weft__clock() ^ ((unsigned)getpid() << 16) ^
                  (atomic_fetch_add(&serial, 1) * 2654435761u);
     if ((size_t)snprintf(tmp, cap, "%s.weft-%08x", path, x) >= cap)
       return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd >= 0 || errno != EEXIST) return fd >= 0 ? fd : -errno;
   }
   return -EEXIST;
@@ -173,14 +175,18 @@ static int replace(write_req *w) {
   size_t cap = strlen(w->path) + 32;
   char *tmp = malloc(cap);
   if (!tmp) return -ENOMEM;
-  int fd = open_temp(w->path, tmp, cap);
+  /* Replacing a file: create the temporary one private and give it the
+   * old one's bits after. Created wider, it could be opened meanwhile by
+   * someone the old file kept out, who would keep access to the data. */
+  struct stat st;
+  bool had = stat(w->path, &st) == 0;
+  int fd = open_temp(w->path, tmp, cap, had ? 0600 : 0666);
   if (fd < 0) {
     free(tmp);
     return fd;
   }
-  struct stat st;
   int rc = 0;
-  if (stat(w->path, &st) == 0 && fchmod(fd, st.st_mode & 07777) != 0) rc = -errno;
+  if (had && fchmod(fd, st.st_mode & 07777) != 0) rc = -errno;
   if (!rc) rc = write_full(fd, w->data, w->len);
   if (!rc && fsync(fd) != 0) rc = -errno;
   if (close(fd) != 0 && !rc) rc = -errno;

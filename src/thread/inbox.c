@@ -123,7 +123,13 @@ int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout) {
     if (weft__spin(inbox_ready, L, budget)) return 0;
   }
   atomic_store(&L->polling, 1);
-  if (weft__inbox_pending(L)) return 0; /* after_poll drains it */
+  /* The Dekker half of the loop: this load must be seq_cst like the
+   * store, not weft__inbox_pending's relaxed one, which may be performed
+   * before the store is visible (aarch64: ldr passes stlr), so that a
+   * poster pushing meanwhile and reading polling 0 would go unseen. */
+  if (L->inbox_head != &L->inbox_stub ||
+      atomic_load(&L->inbox_tail) != &L->inbox_stub)
+    return 0; /* after_poll drains it */
   weft__futures_trim(L);
   return timeout;
 }

@@ -302,6 +302,9 @@ static void job_unpark(weft_task *t) {
 
 /* ---- threads ---------------------------------------------------------- */
 
+/* The executor whose thread this is (NULL: not a pool thread). */
+static __thread weft_executor *tls_pool;
+
 static bool work_ready(void *arg) {
   return atomic_load_explicit(&((weft_executor *)arg)->nqueued,
                               memory_order_relaxed) != 0;
@@ -339,6 +342,7 @@ static bool sleep_for_work(weft_executor *ex) {
  */
 static void *worker(void *arg) {
   weft_executor *ex = arg;
+  tls_pool = ex;
   pthread_mutex_lock(&ex->mu);
   char name[16];
   snprintf(name, sizeof name, "weft-pool-%u", ex->serial++);
@@ -562,6 +566,10 @@ int weft_executor_shutdown(weft_executor *ex, int how) {
   }
   if (weft__cur())
     return weft_executor_run(NULL, await_quiet, ex, await_quiet_cleanup, NULL);
+  if (tls_pool == ex) { /* a job of ex: it would wait for itself */
+    waiter_done(ex);
+    return -EDEADLK;
+  }
   await_quiet(ex);
   return 0;
 }
