@@ -254,11 +254,11 @@ extern __thread weft_loop *weft__tls_loop
 /* ---- internal API between core files --------------------------------- */
 
 /* Scheduling (loop.c) */
-WEFT__HIDDEN void weft__ready(weft_loop *L, weft_task *t);
+static inline void weft__ready(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__ready_front(weft_loop *L, weft_task *t);
 WEFT__HIDDEN int weft__park(weft_loop *L, weft_task *t,
                             void (*unpark)(weft_task *));
-WEFT__HIDDEN void weft__wake(weft_task *t, int code);
+static inline void weft__wake(weft_task *t, int code);
 WEFT__HIDDEN void weft__interrupt(weft_task *t);
 WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child);
 WEFT__HIDDEN void weft__task_entry(void *arg);
@@ -419,6 +419,30 @@ static inline int64_t weft__deadline_after(weft_loop *L, int64_t duration) {
   if (duration < 0) duration = 0;
   int64_t now = weft__fast_now(L);
   return duration > WEFT_FOREVER - now ? WEFT_FOREVER : now + duration;
+}
+
+/* ---- scheduling fast paths (inline: every waker of sync/ calls them) -- */
+
+/* Appends t to the run queue. */
+static inline void weft__ready(weft_loop *L, weft_task *t) {
+  t->state = T_READY;
+  t->rq_next = NULL;
+  if (L->rq_tail)
+    L->rq_tail->rq_next = t;
+  else
+    L->rq_head = t;
+  L->rq_tail = t;
+  WEFT__INSTR(L, task_scheduled, t);
+}
+
+/* Wakes parked t: weft__park returns `code`. t must be parked, and every
+ * waker owns the wait it ends (the waiter was registered with it, and
+ * unpark unregisters it on cancellation). */
+static inline void weft__wake(weft_task *t, int code) {
+  task_body *b = weft__body(t);
+  b->wake_code = code;
+  b->unpark = NULL;
+  weft__ready(t->loop, t);
 }
 
 #endif

@@ -216,17 +216,6 @@ static inline weft_task *rq_pop(weft_loop *L) {
   return t;
 }
 
-void weft__ready(weft_loop *L, weft_task *t) {
-  t->state = T_READY;
-  t->rq_next = NULL;
-  if (L->rq_tail)
-    L->rq_tail->rq_next = t;
-  else
-    L->rq_head = t;
-  L->rq_tail = t;
-  WEFT__INSTR(L, task_scheduled, t);
-}
-
 void weft__ready_front(weft_loop *L, weft_task *t) {
   t->state = T_READY;
   t->rq_next = L->rq_head;
@@ -290,15 +279,6 @@ int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
   t->state = T_PARKED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
   return switch_away(L, t, &t->ctx, SW_PARK);
-}
-
-/* t must be parked: every waker owns the wait it ends (the waiter was
- * registered with it, and unpark unregisters it on cancellation). */
-void weft__wake(weft_task *t, int code) {
-  task_body *b = weft__body(t);
-  b->wake_code = code;
-  b->unpark = NULL;
-  weft__ready(t->loop, t);
 }
 
 void weft__interrupt(weft_task *t) {
