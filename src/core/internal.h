@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/poller.h"
 #include "core/timer.h"
@@ -76,13 +77,31 @@ typedef struct done_cb {
   void *arg;
 } done_cb;
 
-/* A removable watch on a task's end (sync/: weft_wait, as_completed),
- * unlike weft_task_on_done's callbacks, which stay until the record is
- * freed. The node lives with the watcher; see weft__watch_add. */
+/* A removable callback on a task's end, unlike weft_task_on_done's,
+ * which stay until the record is freed. The node lives with its owner, in
+ * one of two lists: the task's exit hooks (in its body, so only for a
+ * running task; sync/: the locks it holds) or its watches (in its extra
+ * part, so a task that has not run can be watched; sync/: weft_wait,
+ * as_completed). A finishing task unlinks each node, then calls w->fn(w,
+ * t), which may not block. */
 typedef struct weft__watch {
   struct weft__watch **pprev, *next; /* pprev NULL: not linked */
   void (*fn)(struct weft__watch *w, weft_task *t);
 } weft__watch;
+
+static inline void weft__watch_link(weft__watch **head, weft__watch *w) {
+  w->next = *head;
+  if (w->next) w->next->pprev = &w->next;
+  w->pprev = head;
+  *head = w;
+}
+/* Unlinks w if it is linked (a no-op after it fired or was unlinked). */
+static inline void weft__watch_del(weft__watch *w) {
+  if (!w->pprev) return;
+  *w->pprev = w->next;
+  if (w->next) w->next->pprev = w->pprev;
+  w->pprev = NULL;
+}
 
 /* The parts of a task most tasks never use, allocated on first need so
  * that the record stays at two cache lines. */
@@ -92,16 +111,6 @@ typedef struct task_extra {
   weft__watch *watches;
   char *name;         /* NULL: "task-N", made on first use */
 } task_extra;
-
-/* Run when a task finishes, by an object tied to the task's life (sync/:
- * a lock the task still holds). The node lives in the object, linked into
- * the task's body with weft__exit_hook_add while the tie holds and
- * unlinked with weft__exit_hook_del; a finishing task unlinks each hook
- * before calling it. */
-typedef struct weft__exit_hook {
-  struct weft__exit_hook **pprev, *next;
-  void (*fn)(struct weft__exit_hook *h, weft_task *t);
-} weft__exit_hook;
 
 /* What a task needs only while it has a stack: it lives at the top of the
  * stack, in the page the task touches first anyway, so a task that is
@@ -119,7 +128,7 @@ typedef struct task_body {
   int64_t step_start; /* debug: when the current step began */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
-  weft__exit_hook *exit_hooks;
+  weft__watch *exit_hooks; /* see weft__watch */
   /* The waiter record of the sync/ object a task is parked on (a task
    * waits on one thing at a time). Here rather than in the waiting
    * call's frame, so that the call can end in a tail call to weft__park:
@@ -243,7 +252,7 @@ struct weft_loop {
   atomic_int polling;     /* in, or about to enter, a blocking poll */
   atomic_int refs;        /* the running loop's own + weft_loop_ref + jobs
                              and submissions in flight */
-  weft__msg inbox_stub;   /* the queue's placeholder node */
+  weft__msg inbox_anchor;   /* the queue's permanent node (Vyukov) */
   char xpad2_[32];
 };
 
@@ -298,10 +307,12 @@ WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
  * then announces the sleep so that posters write the eventfd) and
  * after_poll around a poll, and closes it while it is being freed (true:
  * what was left made tasks; run them and close again). */
+static inline bool weft__inbox_pending_mo(weft_loop *L, memory_order mo) {
+  return L->inbox_head != &L->inbox_anchor ||
+         atomic_load_explicit(&L->inbox_tail, mo) != &L->inbox_anchor;
+}
 static inline bool weft__inbox_pending(weft_loop *L) {
-  return L->inbox_head != &L->inbox_stub ||
-         atomic_load_explicit(&L->inbox_tail, memory_order_relaxed) !=
-             &L->inbox_stub;
+  return weft__inbox_pending_mo(L, memory_order_relaxed);
 }
 WEFT__HIDDEN void weft__inbox_init(weft_loop *L);
 /* Spare future records of a loop (future.c): trims the surplus (when
@@ -369,28 +380,22 @@ static inline const char *weft__task_msg(const weft_task *t) {
   return t->x ? t->x->msg : NULL;
 }
 WEFT__HIDDEN void weft__task_set_msg(weft_task *t, char *m);
-/* Links w (fn set by the caller) to t, which must not have finished: when
- * t finishes, w is unlinked and then w->fn(w, t) runs (it may not block).
- * 0, or -ENOMEM. weft__watch_del unlinks w if still linked (a no-op
- * after it fired). */
-WEFT__HIDDEN int weft__watch_add(weft_task *t, weft__watch *w);
-WEFT__HIDDEN void weft__watch_del(weft__watch *w);
 WEFT__HIDDEN char *weft__task_take_msg(weft_task *t);
-static inline void weft__exit_hook_add(weft_task *t, weft__exit_hook *h) {
-  task_body *b = weft__body(t);
-  h->next = b->exit_hooks;
-  if (h->next) h->next->pprev = &h->next;
-  h->pprev = &b->exit_hooks;
-  b->exit_hooks = h;
-}
-static inline void weft__exit_hook_del(weft__exit_hook *h) {
-  *h->pprev = h->next;
-  if (h->next) h->next->pprev = h->pprev;
+/* Links w (fn set by the caller) to t's watches; t must not have
+ * finished. 0, or -ENOMEM (for t's extra part). */
+WEFT__HIDDEN int weft__watch_add(weft_task *t, weft__watch *w);
+/* Links w to t's exit hooks; t must be running (it has a body). */
+static inline void weft__exit_hook_add(weft_task *t, weft__watch *w) {
+  weft__watch_link(&weft__body(t)->exit_hooks, w);
 }
 /* Cancels t's root scope, or marks a task that has not run yet. */
 WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 
 WEFT__HIDDEN int64_t weft__clock(void);
+/* ns (a duration or a CLOCK_MONOTONIC time, >= 0) as a timespec. */
+static inline struct timespec weft__timespec(int64_t ns) {
+  return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+}
 /* The TSC on x86-64, 0 elsewhere (where the loop never calibrates it). */
 static inline uint64_t weft__tsc(void) {
 #if defined(__x86_64__)

@@ -5,8 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/internal.h"
 #include "core/poller.h"
-#include "weft.h"
 
 #include "ctx/valgrind_compat.h"
 
@@ -48,8 +48,7 @@ int weft__poller_wait(weft__poller *p, weft__pevent *out, int max,
   if (!no_pwait2) {
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
-      ts.tv_sec = timeout_ns / 1000000000;
-      ts.tv_nsec = timeout_ns % 1000000000;
+      ts = weft__timespec(timeout_ns);
       tsp = &ts;
     }
     n = epoll_pwait2(p->fd, evs, max, tsp, NULL);

@@ -68,18 +68,17 @@ void weft__task_set_msg(weft_task *t, char *m) {
 int weft__watch_add(weft_task *t, weft__watch *w) {
   task_extra *x = extra(t);
   if (!x) return -ENOMEM;
-  w->next = x->watches;
-  if (w->next) w->next->pprev = &w->next;
-  w->pprev = &x->watches;
-  x->watches = w;
+  weft__watch_link(&x->watches, w);
   return 0;
 }
 
-void weft__watch_del(weft__watch *w) {
-  if (!w->pprev) return;
-  *w->pprev = w->next;
-  if (w->next) w->next->pprev = w->pprev;
-  w->pprev = NULL;
+/* Unlinks and calls every node of a list of weft__watch. */
+static void fire_watches(weft__watch **head, weft_task *t) {
+  while (*head) {
+    weft__watch *w = *head;
+    weft__watch_del(w);
+    w->fn(w, t);
+  }
 }
 
 char *weft__task_take_msg(weft_task *t) {
@@ -172,11 +171,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   }
   t->state = T_DONE;
   L->ntasks--;
-  while (b && b->exit_hooks) { /* e.g. locks it still holds */
-    weft__exit_hook *h = b->exit_hooks;
-    weft__exit_hook_del(h);
-    h->fn(h, t);
-  }
+  if (b) fire_watches(&b->exit_hooks, t); /* e.g. locks it still holds */
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
   if (unlikely(t->flags & TF_SUBMITTED)) weft__submitted_exit(L, t);
@@ -192,11 +187,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
     weft_task *cur = L->current;
     L->current = NULL; /* callbacks may not block */
     for (done_cb *c = t->x->on_done; c; c = c->next) c->cb(t, c->arg);
-    while (t->x->watches) {
-      weft__watch *w = t->x->watches;
-      weft__watch_del(w);
-      w->fn(w, t);
-    }
+    fire_watches(&t->x->watches, t);
     L->current = cur;
   }
   if (!(t->flags & TF_HANDLE)) weft__task_free(L, t);

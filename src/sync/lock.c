@@ -34,7 +34,7 @@ static void wake_conds(weft_lock *l, int code) {
     wl_wake_all(&c->waiters, code);
 }
 
-static void owner_exit(weft__exit_hook *h, weft_task *t) {
+static void owner_exit(weft__watch *h, weft_task *t) {
   weft_lock *l = (weft_lock *)((char *)h - offsetof(weft_lock, hook));
   (void)t;
   l->owner = NULL;
@@ -65,7 +65,7 @@ void weft__lock_kill(weft__sobj *o) {
   weft_lock *l = (weft_lock *)o;
   o->magic = SO_DEAD;
   if (l->owner) {
-    weft__exit_hook_del(&l->hook);
+    weft__watch_del(&l->hook);
     l->owner = NULL;
   }
   wl_wake_all(&l->waiters, -EIDRM);
@@ -79,7 +79,7 @@ void weft__lock_kill(weft__sobj *o) {
 }
 
 void weft__lock_handoff(weft_lock *l) {
-  weft__exit_hook_del(&l->hook);
+  weft__watch_del(&l->hook);
   weft__waiter *w = wl_pop(&l->waiters);
   if (w) {
     take(l, w->task);

@@ -8,7 +8,7 @@ struct weft_lock {
   weft__sobj h;
   weft_task *owner;
   bool broken;           /* its owner returned holding it */
-  weft__exit_hook hook;  /* in the owner's exit hooks while held */
+  weft__watch hook;  /* in the owner's exit hooks while held */
   weft__wlist waiters;
   /* The conditions over this lock: when the lock breaks or is freed,
    * their waiters could never be notified again, so they are woken. */

@@ -143,7 +143,7 @@ static int write_full(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Opens a new file next to path ("<path>.weft-XXXXXXXX") with `mode` less
+/* Opens a new file next to path ("<path>.weft-" and 8 random hex digits) with `mode` less
  * the umask (open applies it; mkstemp would give 0600). */
 static int open_temp(const char *path, char *tmp, size_t cap, mode_t mode) {
   static atomic_uint serial;

@@ -205,8 +205,7 @@ static void futex_wake_all(atomic_uint *w) {
 static void futex_wait_until(atomic_uint *w, unsigned val, int64_t deadline) {
   struct timespec ts, *tp = NULL;
   if (deadline != WEFT_FOREVER) {
-    ts.tv_sec = deadline / 1000000000;
-    ts.tv_nsec = deadline % 1000000000;
+    ts = weft__timespec(deadline);
     tp = &ts;
   }
   syscall(SYS_futex, (unsigned *)w, FUTEX_WAIT_BITSET_PRIVATE, val, tp, NULL,

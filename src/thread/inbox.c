@@ -38,9 +38,9 @@
 #define INBOX_BATCH 256
 
 void weft__inbox_init(weft_loop *L) {
-  atomic_init(&L->inbox_stub.next, NULL);
-  L->inbox_head = &L->inbox_stub;
-  atomic_init(&L->inbox_tail, &L->inbox_stub);
+  atomic_init(&L->inbox_anchor.next, NULL);
+  L->inbox_head = &L->inbox_anchor;
+  atomic_init(&L->inbox_tail, &L->inbox_anchor);
   atomic_init(&L->refs, 1); /* the running loop's own: see loop_free */
 }
 
@@ -71,7 +71,7 @@ int weft__loop_post(weft_loop *L, weft__msg *m) {
 static weft__msg *pop(weft_loop *L) {
   weft__msg *head = L->inbox_head;
   weft__msg *next = atomic_load_explicit(&head->next, memory_order_acquire);
-  if (head == &L->inbox_stub) {
+  if (head == &L->inbox_anchor) {
     if (!next) return NULL;
     L->inbox_head = head = next;
     next = atomic_load_explicit(&head->next, memory_order_acquire);
@@ -81,7 +81,7 @@ static weft__msg *pop(weft_loop *L) {
     return head;
   }
   if (atomic_load(&L->inbox_tail) != head) return NULL; /* being linked */
-  push(L, &L->inbox_stub); /* head is the last: put the stub behind it */
+  push(L, &L->inbox_anchor); /* head is the last: put the anchor behind it */
   next = atomic_load_explicit(&head->next, memory_order_acquire);
   if (!next) return NULL;
   L->inbox_head = next;
@@ -127,8 +127,7 @@ int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout) {
    * store, not weft__inbox_pending's relaxed one, which may be performed
    * before the store is visible (aarch64: ldr passes stlr), so that a
    * poster pushing meanwhile and reading polling 0 would go unseen. */
-  if (L->inbox_head != &L->inbox_stub ||
-      atomic_load(&L->inbox_tail) != &L->inbox_stub)
+  if (weft__inbox_pending_mo(L, memory_order_seq_cst))
     return 0; /* after_poll drains it */
   weft__futures_trim(L);
   return timeout;

@@ -312,10 +312,7 @@ static bool work_ready(void *arg) {
 
 static struct timespec abs_after(int64_t ns) {
   int64_t when = weft__clock();
-  when = ns > INT64_MAX - when ? INT64_MAX : when + ns;
-  struct timespec ts = {.tv_sec = when / 1000000000,
-                        .tv_nsec = when % 1000000000};
-  return ts;
+  return weft__timespec(ns > INT64_MAX - when ? INT64_MAX : when + ns);
 }
 
 /* Under the mutex: sleeps until signalled or the idle time is over.
