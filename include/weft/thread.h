@@ -26,7 +26,21 @@ extern "C" {
  * sized min(32, CPUs + 4) (Python's default), with a 10 s idle time.
  * Pool threads block all signals. After fork(), the child gets a default
  * pool of its own; executors made before the fork must not be used in
- * the child. */
+ * the child.
+ *
+ * The default pool is shared by every loop of the process and stops with
+ * the last loop that used it (asyncio.run's shutdown_default_executor).
+ * As a loop ends, weft_run, weft_run_with or weft_runner_close first waits
+ * for the loop's jobs still running there whose callers were cancelled
+ * (their cleanups included: queued ones never run); then, if no other
+ * loop uses the pool, it stops the pool's threads and joins them before
+ * returning. So when the last loop has returned, no thread weft started
+ * is left. A loop that ends while another still uses the pool leaves it
+ * running; a later job starts threads again. (A loop run inside one of
+ * the default pool's own jobs does not stop it: it would wait for its own
+ * thread; the threads end after their idle time.) Executors made with
+ * weft_executor_new are not waited for nor stopped by a loop's end: shut
+ * them down. */
 typedef struct weft_executor weft_executor;
 
 /* A blocking function run on a pool thread; what it returns is the job's
@@ -50,7 +64,10 @@ typedef void (*weft_cleanup_fn)(void *arg, void *result, int status);
  * cancelled while waiting it gets -ECANCELED at once; fn, if it had
  * started, finishes in the background and its result is dropped (use
  * weft_executor_run with a cleanup to free it). So `arg` must stay valid
- * until fn returns, which may be after this call returned -ECANCELED.
+ * until fn returns, which may be after this call returned -ECANCELED, but
+ * not after the loop's weft_run (or weft_runner_close) returned: the
+ * loop's end waits for fn (see weft_executor), so an fn that never
+ * returns keeps it from returning.
  * Errors: -EINVAL (fn NULL), -ECANCELED, -ENOMEM, -EAGAIN (no thread
  * could be started), -ESHUTDOWN (the loop is being freed), WEFT_ENOTASK
  * (not called from a task). */
@@ -61,7 +78,8 @@ WEFT_API int weft_to_thread(weft_blocking_fn fn, void *arg, void **result);
  * holds fn's return value and cleanup is not called; if it returns an
  * error (other than -EINVAL for fn NULL), cleanup(arg, result, status) is
  * called exactly once, before the return or, when the caller was cancelled
- * while fn ran, on the pool thread once fn returns. So arg (and a result
+ * while fn ran, on the pool thread once fn returns (on the default pool,
+ * before the loop's weft_run returns). So arg (and a result
  * that needs freeing) can be handed over safely:
  *
  *   char *buf;
@@ -82,11 +100,13 @@ WEFT_API weft_executor *weft_executor_new(size_t max_threads);
 
 /* How long a thread of ex waits for work before it ends (negative: 0;
  * WEFT_FOREVER: threads never end while ex lives); for threads that go
- * idle from now on. ex NULL: the default pool. 0 or -EINVAL. Thread-safe. */
+ * idle from now on. ex NULL: the default pool, whose threads also end
+ * with the last loop that uses it, whatever this says; the setting stays
+ * for the threads it starts again. 0 or -EINVAL. Thread-safe. */
 WEFT_API int weft_executor_set_idle(weft_executor *ex, int64_t duration);
 
-/* Number of threads ex has now (ex NULL: the default pool; 0 if it was
- * never used). Thread-safe. */
+/* Number of threads ex has now (ex NULL: the default pool; 0 while no
+ * loop uses it). Thread-safe. */
 WEFT_API size_t weft_executor_threads(weft_executor *ex);
 
 #define WEFT_EXECUTOR_WAIT 0 /* run what is queued, then stop */
@@ -95,11 +115,12 @@ WEFT_API size_t weft_executor_threads(weft_executor *ex);
 /* executor.shutdown: ex refuses new jobs (-ESHUTDOWN) and, with
  * WEFT_EXECUTOR_DROP, drops the queued ones (their callers get
  * -ESHUTDOWN; their cleanups run). Then waits until every job that was
- * not dropped has finished and every thread has ended: from a task, only
- * the task waits (cancelled: -ECANCELED, and the shutdown completes in the
- * background); from any other thread, the thread blocks. Calling it again
- * is fine (a later DROP still drops). The default pool lives as long as
- * the process and cannot be shut down. 0, -EINVAL (ex NULL or a bad
+ * not dropped has finished and every thread has ended and been joined:
+ * from a task, only the task waits (cancelled: -ECANCELED, and the
+ * shutdown completes in the background, on the default pool: the loop's
+ * end waits for it); from any other thread, the thread blocks. Calling it again is fine (a later DROP still drops).
+ * The default pool cannot be shut down: it stops with the last loop that
+ * uses it (see weft_executor). 0, -EINVAL (ex NULL or a bad
  * `how`), -ECANCELED, -EDEADLK (called from one of ex's own jobs, which
  * the wait would include: ex is shut down, not waited for); from a task
  * also -ENOMEM, -EAGAIN or -ESHUTDOWN (the wait, which runs on the default
@@ -109,7 +130,9 @@ WEFT_API int weft_executor_shutdown(weft_executor *ex, int how);
 
 /* Releases ex: if it was not shut down, it is now with WEFT_EXECUTOR_WAIT
  * (queued jobs still run), without waiting; its memory goes when its last
- * thread ends. Do not use ex afterwards. 0, -EINVAL (NULL). Thread-safe. */
+ * thread ends, and threads still running then end on their own, unjoined
+ * (to know they are gone, weft_executor_shutdown first). Do not use ex
+ * afterwards. 0, -EINVAL (NULL). Thread-safe. */
 WEFT_API int weft_executor_free(weft_executor *ex);
 
 /* ------------------------------------------------------------------ */
@@ -194,7 +217,10 @@ WEFT_API int weft_future_free(weft_future *f);
  * on thread i (args NULL: arg NULL), waits for all and stores main's
  * results in results[i] (if results is not NULL). The loops are
  * independent: share data between them with weft_loop_submit /
- * weft_loop_call, or with the usual thread-safe means. 0, -EINVAL (n 0
+ * weft_loop_call, or with the usual thread-safe means. They share the
+ * default pool, which the last of them to end stops (see weft_executor):
+ * when this returns, the loops' threads are joined, and so are the
+ * pool's unless a loop elsewhere still uses it. 0, -EINVAL (n 0
  * or main NULL), -ENOMEM (nothing started), or the error of the first
  * thread that could not be started (-EAGAIN...): the threads started
  * before it are still waited for, and the results of those that never ran

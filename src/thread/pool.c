@@ -18,6 +18,23 @@
  * finds J_DONE leaves it to the completion message already on its way.
  * A job still in the queue when its task is cancelled is simply taken out
  * (under the executor's mutex) and never runs.
+ *
+ * Threads are joinable, and joined: a thread that ends puts its record on
+ * the executor's `dead` list, and whoever comes next joins it (the next
+ * thread to end, a shutdown's wait, the default pool's drain, or the
+ * executor's destruction). So at most one ended thread per executor waits
+ * to be joined, and "every thread has ended" means what it says: a
+ * shutdown or a drain returns once pthread_join returned for each.
+ *
+ * The default pool is shared by every loop of the process. A loop that
+ * queues its first job there becomes one of its users (a pool_user, found
+ * through a thread-local pointer: one loop per thread). As it ends
+ * (weft_run returns, weft_runner_close), it waits for its jobs whose
+ * callers were cancelled while they ran, and the last user drains the
+ * pool: its threads end and the loop joins them all. The next job starts
+ * threads again. A loop that starts using the pool during a drain takes
+ * it over: the drainer returns without waiting. See
+ * weft__default_pool_leave.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +49,23 @@
 
 enum { J_DONE = 1u, J_ABANDONED = 2u };
 
+/* A loop that uses the default pool (one per thread: tls_user), made on
+ * its first job there. nabandoned counts its jobs whose callers were
+ * cancelled while they ran and whose cleanups have not run yet: the
+ * loop's end waits for them. Under the default pool's mutex. */
+typedef struct pool_user {
+  size_t nabandoned;
+} pool_user;
+
+/* A pool thread, joinable: on the executor's `live` list while it works
+ * (which also keeps the record reachable for leak checkers, in a child of
+ * fork() too), then on its `dead` list until it is joined. */
+typedef struct worker_rec {
+  struct worker_rec *prev, *next;
+  weft_executor *ex;
+  pthread_t th;
+} worker_rec;
+
 typedef struct job {
   struct job *prev, *next; /* the executor's queue (under its mutex) */
   weft__msg msg;           /* completion, posted to the waiting loop */
@@ -41,6 +75,7 @@ typedef struct job {
   weft_cleanup_fn cleanup;
   void *result;
   weft_loop *loop;         /* referenced until the job is settled */
+  pool_user *user;         /* default pool: the caller's loop; else NULL */
   weft_task *task;
   atomic_uint state;
   int status;              /* 0: fn ran; -ESHUTDOWN: dropped */
@@ -60,11 +95,18 @@ struct weft_executor {
   size_t nwaking;       /* signalled or starting, not yet looking for work */
   size_t njobs;         /* queued or running */
   size_t nwaiters;      /* threads inside shutdown's wait */
+  size_t njoining;      /* ended threads being joined, off the `dead` list */
+  size_t nusers;        /* default pool: loops using it */
+  worker_rec *live;     /* running threads (nthreads of them) */
+  worker_rec *dead;     /* ended threads nobody joined yet */
   size_t maxspin;       /* threads allowed to poll at once */
   int64_t idle_ns;
   unsigned serial;      /* names threads */
   bool shutdown;
   bool released;        /* weft_executor_free was called */
+  /* Default pool: its last user is ending, threads end when idle. Written
+   * under the mutex, read without it by spinning threads. */
+  atomic_bool draining;
 };
 
 /* ---- CPUs ------------------------------------------------------------- */
@@ -131,7 +173,32 @@ out:
   return e;
 }
 
+/* Joins ended threads (they touch their executor no more) and frees their
+ * records. */
+static void reap(worker_rec *list) {
+  while (list) {
+    worker_rec *n = list->next;
+    pthread_join(list->th, NULL);
+    free(list);
+    list = n;
+  }
+}
+
+/* Under the mutex, which it lets go meanwhile: joins every ended thread. */
+static void reap_dead(weft_executor *ex) {
+  worker_rec *list;
+  while ((list = ex->dead) != NULL) {
+    ex->dead = NULL;
+    ex->njoining++;
+    pthread_mutex_unlock(&ex->mu);
+    reap(list);
+    pthread_mutex_lock(&ex->mu);
+    if (--ex->njoining == 0) pthread_cond_broadcast(&ex->quiet);
+  }
+}
+
 static void ex_destroy(weft_executor *ex) {
+  reap(ex->dead); /* nobody else sees ex any more: see ex_unused */
   pthread_cond_destroy(&ex->quiet);
   pthread_cond_destroy(&ex->work);
   pthread_mutex_destroy(&ex->mu);
@@ -140,7 +207,8 @@ static void ex_destroy(weft_executor *ex) {
 
 /* Under the mutex: may ex be freed now? (The caller unlocks, then frees.) */
 static bool ex_unused(const weft_executor *ex) {
-  return ex->released && !ex->nthreads && !ex->njobs && !ex->nwaiters;
+  return ex->released && !ex->nthreads && !ex->njobs && !ex->nwaiters &&
+         !ex->njoining;
 }
 
 /* Under the mutex: a job left the executor (finished, dropped, cancelled). */
@@ -150,6 +218,10 @@ static void ex_job_gone(weft_executor *ex) {
 
 static weft_executor *default_ex;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+/* The loop of this thread, if it is one of the default pool's users
+ * (initial-exec: one load on weft_executor_run's path, no call). */
+static __thread pool_user *tls_user __attribute__((tls_model("initial-exec")));
 
 static weft_executor *default_make(void) {
   weft_executor *ex = malloc(sizeof *ex);
@@ -168,7 +240,14 @@ static weft_executor *forsaken; /* kept reachable: jobs may point to it */
 
 static void default_after_fork(void) {
   forsaken = default_ex;
-  __atomic_store_n(&default_ex, default_make(), __ATOMIC_RELEASE);
+  weft_executor *ex = default_make();
+  /* The forking thread's loop is the child's too: still a user, whose
+   * jobs on the parent's threads will never end here. */
+  if (ex && tls_user) {
+    ex->nusers = 1;
+    tls_user->nabandoned = 0;
+  }
+  __atomic_store_n(&default_ex, ex, __ATOMIC_RELEASE);
 }
 
 static void default_init(void) {
@@ -250,12 +329,24 @@ static void job_dispose(job *j, int status) {
   free(j);
 }
 
+/* job_dispose for a job whose task was cancelled while it ran (counted
+ * in job_unpark): its loop's end may be waiting for it. */
+static void job_dispose_abandoned(job *j, int status) {
+  weft_executor *ex = j->ex;
+  pool_user *u = j->user;
+  job_dispose(j, status);
+  if (!u) return;
+  pthread_mutex_lock(&ex->mu);
+  if (--u->nabandoned == 0) pthread_cond_broadcast(&ex->quiet);
+  pthread_mutex_unlock(&ex->mu);
+}
+
 /* Runs on the loop's thread: the job ended while its task waited, or
  * while the task was being cancelled (then the cleanup gets it). */
 static void job_complete(weft_loop *L, weft__msg *m) {
   job *j = (job *)((char *)m - offsetof(job, msg));
   if (atomic_load_explicit(&j->state, memory_order_relaxed) & J_ABANDONED) {
-    job_dispose(j, j->status);
+    job_dispose_abandoned(j, j->status);
     return;
   }
   L->nthread_jobs--;
@@ -270,12 +361,13 @@ static void job_finish(job *j, int status) {
   j->status = status;
   unsigned old = atomic_fetch_or(&j->state, J_DONE);
   if (old & J_ABANDONED) {
-    job_dispose(j, status);
+    job_dispose_abandoned(j, status);
     return;
   }
   /* The loop refuses only once it is being freed, which means the task
    * was cancelled (J_ABANDONED after our J_DONE): the cleanup is ours. */
-  if (weft__loop_post(j->loop, &j->msg) != 0) job_dispose(j, status);
+  if (weft__loop_post(j->loop, &j->msg) != 0)
+    job_dispose_abandoned(j, status);
 }
 
 /* Called by the loop when the waiting task is cancelled. */
@@ -296,6 +388,9 @@ static void job_unpark(weft_task *t) {
     job_dispose(j, -ECANCELED);
     return;
   }
+  /* Running, or done with its completion on the way: whoever disposes
+   * of it lets the count down (job_dispose_abandoned). */
+  if (j->user) j->user->nabandoned++;
   pthread_mutex_unlock(&ex->mu);
   atomic_fetch_or(&j->state, J_ABANDONED);
 }
@@ -305,9 +400,12 @@ static void job_unpark(weft_task *t) {
 /* The executor whose thread this is (NULL: not a pool thread). */
 static __thread weft_executor *tls_pool;
 
+/* Whether a polling thread should stop polling: a job came, or the pool
+ * is being drained (the thread ends at once rather than after its poll). */
 static bool work_ready(void *arg) {
-  return atomic_load_explicit(&((weft_executor *)arg)->nqueued,
-                              memory_order_relaxed) != 0;
+  weft_executor *ex = arg;
+  return atomic_load_explicit(&ex->nqueued, memory_order_relaxed) != 0 ||
+         atomic_load_explicit(&ex->draining, memory_order_relaxed);
 }
 
 static struct timespec abs_after(int64_t ns) {
@@ -338,7 +436,8 @@ static bool sleep_for_work(weft_executor *ex) {
  * this thread as polling for work and starts no other.
  */
 static void *worker(void *arg) {
-  weft_executor *ex = arg;
+  worker_rec *self = arg;
+  weft_executor *ex = self->ex;
   tls_pool = ex;
   pthread_mutex_lock(&ex->mu);
   char name[16];
@@ -349,10 +448,12 @@ static void *worker(void *arg) {
   bool spun = false; /* polled since the last job: sleep next */
   for (;;) {
     job *j = q_pop(ex);
-    bool spin = !j && !spun && !ex->shutdown && ex->nspinning < ex->maxspin;
+    bool stop = ex->shutdown ||
+                atomic_load_explicit(&ex->draining, memory_order_relaxed);
+    bool spin = !j && !spun && !stop && ex->nspinning < ex->maxspin;
     if (spin) ex->nspinning++;
     if (!j && !spin && !finished) {
-      if (ex->shutdown || !sleep_for_work(ex)) break;
+      if (stop || !sleep_for_work(ex)) break;
       continue;
     }
     pthread_mutex_unlock(&ex->mu);
@@ -371,9 +472,27 @@ static void *worker(void *arg) {
     if (j) ex_job_gone(ex); /* posted on the next round, before any exit */
   }
   ex->nthreads--;
+  if (self->prev)
+    self->prev->next = self->next;
+  else
+    ex->live = self->next;
+  if (self->next) self->next->prev = self->prev;
+  reap_dead(ex); /* the thread that ended before this one */
+  /* Whoever comes next joins this one; nobody would once ex is released
+   * (its last thread frees it): then it detaches itself. After the
+   * unlock, a thread left on `dead` touches ex no more. */
+  bool detach = ex->released;
+  if (!detach) {
+    self->next = ex->dead;
+    ex->dead = self;
+  }
   if (!ex->nthreads) pthread_cond_broadcast(&ex->quiet);
   bool unused = ex_unused(ex);
   pthread_mutex_unlock(&ex->mu);
+  if (detach) {
+    pthread_detach(pthread_self());
+    free(self);
+  }
   if (unused) ex_destroy(ex);
   return NULL;
 }
@@ -381,29 +500,43 @@ static void *worker(void *arg) {
 /* Under the mutex: starts a thread. Pool threads block every signal, so
  * signals go to the loops' threads (and signalfd works). */
 static int start_thread(weft_executor *ex) {
-  pthread_attr_t a;
-  int e = pthread_attr_init(&a);
-  if (e) return -e;
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  worker_rec *w = malloc(sizeof *w);
+  if (!w) return -ENOMEM;
+  w->prev = NULL;
+  w->ex = ex;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t th;
-  e = pthread_create(&th, &a, worker, ex);
+  int e = pthread_create(&w->th, NULL, worker, w); /* joinable: see reap */
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&a);
-  if (e) return -e;
+  if (e) {
+    free(w);
+    return -e;
+  }
+  w->next = ex->live; /* the thread waits for the mutex we hold */
+  if (w->next) w->next->prev = w;
+  ex->live = w;
   ex->nthreads++;
   ex->nwaking++;
   return 0;
 }
 
-/* Queues j and makes sure some thread will take it. */
-static int enqueue(weft_executor *ex, job *j) {
+/* Queues j and makes sure some thread will take it. `fresh`: the calling
+ * thread's loop becomes a user of ex, the default pool. */
+static int enqueue(weft_executor *ex, job *j, pool_user *fresh) {
   pthread_mutex_lock(&ex->mu);
   if (ex->shutdown) {
     pthread_mutex_unlock(&ex->mu);
     return -ESHUTDOWN;
+  }
+  if (fresh) {
+    ex->nusers++;
+    tls_user = fresh;
+    if (atomic_load_explicit(&ex->draining, memory_order_relaxed)) {
+      /* The last user is draining it: the pool is ours now. */
+      atomic_store_explicit(&ex->draining, false, memory_order_relaxed);
+      pthread_cond_broadcast(&ex->quiet);
+    }
   }
   j->ex = ex;
   j->queued = true;
@@ -448,20 +581,24 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
     rc = weft__misuse(__func__, WEFT_ENOTASK);
     goto fail;
   }
-  if (weft__cancelled(t)) {
-    rc = -ECANCELED;
-    goto fail;
-  }
+  if ((rc = weft__checkpoint(t)) != 0) goto fail;
   /* A closed inbox could not take the completion. */
   if (atomic_load_explicit(&L->inbox_closed, memory_order_relaxed)) {
     rc = -ESHUTDOWN;
     goto fail;
   }
+  bool dflt = !ex;
   if (!(ex = resolve(ex))) {
     rc = -ENOMEM;
     goto fail;
   }
+  pool_user *fresh = NULL; /* this loop's first job on the default pool */
+  if (dflt && !tls_user && !(fresh = calloc(1, sizeof *fresh))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
   if (!(j = malloc(sizeof *j))) {
+    free(fresh);
     rc = -ENOMEM;
     goto fail;
   }
@@ -474,7 +611,9 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
   j->msg.run = job_complete;
   j->status = 0;
   atomic_init(&j->state, 0);
-  if ((rc = enqueue(ex, j)) != 0) {
+  j->user = dflt ? (fresh ? fresh : tls_user) : NULL;
+  if ((rc = enqueue(ex, j, fresh)) != 0) {
+    if (fresh && tls_user != fresh) free(fresh);
     weft_loop_unref(L);
     free(j);
     goto fail;
@@ -502,6 +641,55 @@ int weft_to_thread(weft_blocking_fn fn, void *arg, void **result) {
   return weft_executor_run(NULL, fn, arg, NULL, result);
 }
 
+/* ---- the default pool's users ------------------------------------------ */
+
+/*
+ * The loop of the calling thread is ending (loop_free: every task has
+ * finished). If it used the default pool:
+ *
+ * 1. It waits for its jobs whose callers were cancelled while they ran
+ *    (nobody awaits them any more, but their cleanups and `arg` belong to
+ *    this run), as asyncio.run's shutdown_default_executor waits for the
+ *    to_thread calls it abandoned. Nothing of it is queued: a job whose
+ *    caller is cancelled before a thread took it is taken out at once.
+ *
+ * 2. If it was the pool's last user, no job is left (each belongs to a
+ *    loop that uses the pool until it has done step 1), so it drains the
+ *    pool: every thread ends as soon as it is idle (a spinning one stops
+ *    spinning, a sleeping one is woken), and it joins them all. The next
+ *    job starts threads again.
+ *
+ * Two cases leave the pool as it is after step 1: another loop starts
+ * using it during the drain (it takes the pool over, threads and all, and
+ * drains it when it ends), or this loop runs inside one of the pool's own
+ * jobs (it would wait for its own thread: the threads end after their
+ * idle time and are joined by the next drain).
+ */
+void weft__default_pool_leave(void) {
+  pool_user *u = tls_user;
+  if (likely(!u)) return;
+  tls_user = NULL;
+  weft_executor *ex = __atomic_load_n(&default_ex, __ATOMIC_ACQUIRE);
+  if (!ex) { /* a child of fork() that could not make a pool */
+    free(u);
+    return;
+  }
+  pthread_mutex_lock(&ex->mu);
+  while (u->nabandoned) pthread_cond_wait(&ex->quiet, &ex->mu);
+  if (--ex->nusers == 0 && tls_pool != ex) {
+    atomic_store_explicit(&ex->draining, true, memory_order_relaxed);
+    pthread_cond_broadcast(&ex->work); /* sleeping threads end */
+    while ((ex->nthreads || ex->njoining) && !ex->nusers)
+      pthread_cond_wait(&ex->quiet, &ex->mu);
+    if (!ex->nusers) {
+      atomic_store_explicit(&ex->draining, false, memory_order_relaxed);
+      reap_dead(ex);
+    }
+  }
+  pthread_mutex_unlock(&ex->mu);
+  free(u);
+}
+
 /* ---- shutdown ------------------------------------------------------------ */
 
 /* Lets go of ex after a shutdown's wait (or a wait that never ran). */
@@ -513,11 +701,13 @@ static void waiter_done(weft_executor *ex) {
   if (unused) ex_destroy(ex);
 }
 
-/* Blocks until ex has no job and no thread left. */
+/* Blocks until ex has no job and no thread left, every thread joined. */
 static void *await_quiet(void *arg) {
   weft_executor *ex = arg;
   pthread_mutex_lock(&ex->mu);
-  while (ex->njobs || ex->nthreads) pthread_cond_wait(&ex->quiet, &ex->mu);
+  while (ex->njobs || ex->nthreads || ex->njoining)
+    pthread_cond_wait(&ex->quiet, &ex->mu);
+  reap_dead(ex);
   pthread_mutex_unlock(&ex->mu);
   waiter_done(ex);
   return NULL;
