@@ -6,7 +6,8 @@
 # program's own), prints every raw JSON line to stderr and a Markdown table of
 # medians, ratios and the targets to stdout.
 #
-# Usage: bench/run.sh [WORKLOAD...]   (default: all; `submit` is weft only)
+# Usage: bench/run.sh [WORKLOAD...]   (default: all; `submit`, `call_later`
+#        and `sleeper_task` are weft only)
 # Env:   REPS=3         runs per (peer, workload); the median run is reported
 #        PIN=1          run both under `taskset -c 1` (PIN=CPU picks another CPU)
 #        PEERS_DIR=...  the peer kit (default: ../../shared/bench/peers from this script's folder)
@@ -21,7 +22,8 @@ peers_dir=${PEERS_DIR:-$here/../../shared/bench/peers}  # /work/main/bench -> /w
 reps=${REPS:-3}
 workloads=("$@")
 [ ${#workloads[@]} -gt 0 ] ||
-  workloads=(spawn switch sleepers idle timeout queue semaphore gather to_thread submit)
+  workloads=(spawn switch sleepers idle timeout queue semaphore gather to_thread submit
+             call_later sleeper_task)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -54,7 +56,10 @@ pin=()
 run_one() {  # PEER WORKLOAD -> one JSON line
   case $1 in
     weft) env -u WEFT_DEBUG "${pin[@]}" "$weft" "$2" ;;  # debug mode would measure its checks
-    go)   [ "$2" = submit ] || GOMAXPROCS=1 "${pin[@]}" "$tmp/micro-go" "$2" ;;
+    go)   case $2 in  # weft-only workloads: no Go line
+            submit | call_later | sleeper_task) ;;
+            *) GOMAXPROCS=1 "${pin[@]}" "$tmp/micro-go" "$2" ;;
+          esac ;;
   esac
 }
 
@@ -124,4 +129,11 @@ if ("weft", "idle") in med or ("go", "idle") in med:
     print("|---|---|---|")
     print(f"| bytes/task | {f(a, 'bytes_per_task', lambda x: f'{x:,}')} | {f(b, 'bytes_per_task', lambda x: f'{x:,}')} |")
     print(f"| peak RSS MiB | {f(a, 'peak_rss_kib', lambda x: f'{x / 1024:.0f}')} | {f(b, 'peak_rss_kib', lambda x: f'{x / 1024:.0f}')} |")
+# Timer callbacks against tasks that sleep and then do the same work.
+a, b = med.get(("weft", "call_later")), med.get(("weft", "sleeper_task"))
+if a and b and b["ns_per_op"] > 0:
+    print()
+    print(f"call_later / sleeper_task: {ns(a['ns_per_op'])} / {ns(b['ns_per_op'])} ns"
+          f" = {a['ns_per_op'] / b['ns_per_op']:.3f}"
+          f" (1/{b['ns_per_op'] / a['ns_per_op']:.0f})")
 EOF

@@ -195,6 +195,129 @@ static int w_sleepers(struct bench *b) {
 }
 
 /* ------------------------------------------------------------------ */
+/* call_later / sleeper_task: n timer callbacks vs n sleeping tasks    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * weft only (no peer line). The same n delays, xorshift32 over 0..1 ms
+ * (0..999,999 ns), and the same work when each delay ends: count, and the
+ * last one sets the event the root waits on.
+ *   call_later:   n x weft_call_later(&h[i], d[i], fire_work, &st), on
+ *                 caller-owned handles (a zeroed array, allocated and
+ *                 touched before the clock); the root waits on the event.
+ *   sleeper_task: a group of n tasks, task i does weft_sleep(d[i]) and
+ *                 then fire_work(&st); the root waits on the event and
+ *                 closes the group.
+ * ns_per_op = wall / n for both: arming to the last callback (and, for
+ * tasks, their exit), so the 1 ms spread is in it (10 ns per op at n =
+ * 100,000, for both).
+ */
+struct fire_state {
+  long n, fired;
+  weft_event *done;
+};
+
+static void fire_work(void *arg) {
+  struct fire_state *st = arg;
+  if (++st->fired == st->n) weft_event_set(st->done);
+}
+
+/* Setup: the delays, in ns. */
+static int64_t *spread_delays(long n) {
+  int64_t *d = malloc((size_t)n * sizeof *d);
+  if (!d) return NULL;
+  uint32_t x = 2463534242u;
+  for (long i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    d[i] = (int64_t)(x % 1000000u);
+  }
+  return d;
+}
+
+static int w_call_later(struct bench *b) {
+  struct fire_state st = {.n = b->n, .done = weft_event_new()};
+  int64_t *d = spread_delays(b->n);
+  weft_call_handle *h = calloc((size_t)b->n, sizeof *h);
+  int rc = 0;
+  if (!st.done || !d || !h) {
+    rc = fail("setup", -ENOMEM);
+    goto out;
+  }
+  /* The handles are the caller's memory (in a program, inside structures
+   * it uses anyway): touch their pages before the clock. */
+  memset(h, 0, (size_t)b->n * sizeof *h);
+  double t0 = now_s();
+  for (long i = 0; i < b->n && !rc; i++) {
+    int r = weft_call_later(&h[i], d[i], fire_work, &st);
+    if (r) rc = fail("weft_call_later", r);
+  }
+  if (!rc) {
+    rc = weft_event_wait(st.done);
+    if (rc) fail("root's wait for the last call", rc);
+  }
+  b->wall = now_s() - t0;
+out:
+  if (rc && h) /* none may fire once h is freed */
+    for (long i = 0; i < b->n; i++) weft_call_cancel(&h[i]);
+  free(h);
+  free(d);
+  if (st.done) weft_event_free(st.done);
+  return rc;
+}
+
+struct sleeper_arg {
+  int64_t delay;
+  struct fire_state *st;
+};
+
+static int sleep_then_work(void *arg) {
+  struct sleeper_arg *a = arg;
+  int rc = weft_sleep(a->delay);
+  if (rc) return fail("weft_sleep", rc);
+  fire_work(a->st);
+  return 0;
+}
+
+static int w_sleeper_task(struct bench *b) {
+  struct fire_state st = {.n = b->n, .done = weft_event_new()};
+  int64_t *d = spread_delays(b->n);
+  struct sleeper_arg *a = malloc((size_t)b->n * sizeof *a);
+  int rc = 0;
+  if (!st.done || !d || !a) {
+    rc = fail("setup", -ENOMEM);
+    goto out;
+  }
+  for (long i = 0; i < b->n; i++) a[i] = (struct sleeper_arg){d[i], &st};
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) {
+    rc = fail("weft_group_open", -errno);
+    goto out;
+  }
+  for (long i = 0; i < b->n; i++) {
+    if (!weft_group_spawn(g, sleep_then_work, &a[i], NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+      break;
+    }
+  }
+  if (!rc) {
+    int wrc = weft_event_wait(st.done);
+    if (wrc) rc = fail("root's wait for the last task", wrc);
+  }
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  if (!rc) rc = crc;
+out:
+  free(a);
+  free(d);
+  if (st.done) weft_event_free(st.done);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* idle: n tasks start, park on one event, are woken once, exit        */
 /* ------------------------------------------------------------------ */
 
@@ -491,6 +614,8 @@ static const struct workload {
     {"spawn_eager", 200000, w_spawn_eager},
     {"switch", 2000000, w_switch},
     {"sleepers", 100000, w_sleepers},
+    {"call_later", 100000, w_call_later},
+    {"sleeper_task", 100000, w_sleeper_task},
     {"idle", 100000, w_idle},
     {"timeout", 1000000, w_timeout},
     {"to_thread", 10000, w_to_thread},

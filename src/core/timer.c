@@ -9,6 +9,7 @@
 #include "core/timer.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #define ARITY 4
@@ -73,6 +74,11 @@ static int reserve(weft__timers *h) {
   return 0;
 }
 
+/* The heap key of a deadline: see weft__timers_pop_due. */
+static inline int64_t key_of(const weft__timers *h, int64_t when) {
+  return h->in_pass && when <= h->pass_now ? h->pass_now + 1 : when;
+}
+
 int weft__timers_add(weft__timers *h, weft__timer *t) {
   if (reserve(h) != 0) return -ENOMEM;
   uint32_t id;
@@ -84,7 +90,7 @@ int weft__timers_add(weft__timers *h, weft__timer *t) {
   }
   h->node[id] = t;
   t->id = id;
-  h->heap[h->n] = (weft__heap_slot){t->when, ++h->seq, id};
+  h->heap[h->n] = (weft__heap_slot){key_of(h, t->when), ++h->seq, id};
   h->pos[id] = (uint32_t)h->n;
   sift_up(h, h->n++);
   return 0;
@@ -109,7 +115,7 @@ void weft__timers_del(weft__timers *h, weft__timer *t) {
 void weft__timers_move(weft__timers *h, weft__timer *t, int64_t when) {
   t->when = when;
   size_t i = h->pos[t->id];
-  h->heap[i].when = when;
+  h->heap[i].when = key_of(h, when);
   h->heap[i].seq = ++h->seq;
   if (i > 0 && before(&h->heap[i], &h->heap[PARENT(i)]))
     sift_up(h, i);
@@ -118,13 +124,74 @@ void weft__timers_move(weft__timers *h, weft__timer *t, int64_t when) {
 }
 
 weft__timer *weft__timers_pop_due(weft__timers *h, int64_t now) {
-  if (h->n == 0 || h->heap[0].when > now) return NULL;
+  if (!h->in_pass) { /* a pass begins */
+    h->in_pass = true;
+    h->pass_now = now;
+  }
+  if (h->n == 0 || h->heap[0].when > now) {
+    h->in_pass = false;
+    return NULL;
+  }
   weft__timer *t = h->node[h->heap[0].id];
   weft__timers_del(h, t);
   return t;
 }
 
+/* ---- generations ------------------------------------------------------ */
+
+/* The generations of the heaps alive, in no order: a handful (one per
+ * loop that has used timer callbacks), so a scan is fine. */
+static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t gen_last;
+static uint64_t *gen_live;
+static size_t gen_n, gen_cap;
+
+uint64_t weft__timers_gen(weft__timers *h) {
+  if (h->gen) return h->gen;
+  pthread_mutex_lock(&gen_mu);
+  if (gen_n == gen_cap) {
+    size_t cap = gen_cap ? gen_cap * 2 : 8;
+    uint64_t *a = realloc(gen_live, cap * sizeof *a);
+    if (!a) {
+      pthread_mutex_unlock(&gen_mu);
+      return 0;
+    }
+    gen_live = a;
+    gen_cap = cap;
+  }
+  h->gen = ++gen_last;
+  gen_live[gen_n++] = h->gen;
+  pthread_mutex_unlock(&gen_mu);
+  return h->gen;
+}
+
+bool weft__timers_gen_live(uint64_t gen) {
+  bool live = false;
+  if (!gen) return false;
+  pthread_mutex_lock(&gen_mu);
+  for (size_t i = 0; i < gen_n && !live; i++) live = gen_live[i] == gen;
+  pthread_mutex_unlock(&gen_mu);
+  return live;
+}
+
+static void gen_forget(uint64_t gen) {
+  pthread_mutex_lock(&gen_mu);
+  for (size_t i = 0; i < gen_n; i++) {
+    if (gen_live[i] == gen) {
+      gen_live[i] = gen_live[--gen_n];
+      break;
+    }
+  }
+  if (!gen_n) { /* nothing left for leak checkers to report */
+    free(gen_live);
+    gen_live = NULL;
+    gen_cap = 0;
+  }
+  pthread_mutex_unlock(&gen_mu);
+}
+
 void weft__timers_free(weft__timers *h) {
+  if (h->gen) gen_forget(h->gen);
   free(h->heap);
   free(h->pos);
   free(h->node);
