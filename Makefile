@@ -9,6 +9,7 @@
 #   make consumer   install to a temp prefix, build tests/consumer with
 #                   find_package and with pkg-config, shared and static
 #   make bench      build weft-bench (build/bin/weft-bench)
+#   make soak       the randomized cancellation soak, long (SOAK_TIME s per program)
 #   make install PREFIX=/usr/local
 #   make clean
 #
@@ -27,7 +28,7 @@ DEPS := scripts/deps.sh
 CTEST_ARGS := --output-on-failure -j$(JOBS)
 
 .PHONY: all demo test check build configure asan tsan valgrind aarch64 \
-        consumer bench install clean deps
+        consumer bench soak install clean deps
 
 all: build
 
@@ -53,6 +54,24 @@ check: test
 bench: configure
 	$(CMAKE) --build $(BUILD) -j$(JOBS) --target weft-bench
 	@echo "run: ./$(BUILD)/bin/weft-bench"
+
+# tests/test_soak.c for a long time: each of its 8 programs runs random
+# schedules for SOAK_TIME seconds (JOBS at a time: about 8 minutes in all
+# by default on 2 cores; at most 800 s each), from a new random seed each
+# run (printed; SOAK_SEED=N replays a run). WEFT_SOAK_SKIP,
+# WEFT_SOAK_MAXFAIL... from the environment pass through. With the
+# sanitizers (the options are those of make asan):
+#   make soak BUILD=build-asan CMAKE_FLAGS=-DWEFT_SANITIZE=address,undefined
+SOAK_TIME ?= 120
+SOAK_SEED ?= random
+soak: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS) --target test_soak
+	WEFT_SOAK_SEED=$(SOAK_SEED) WEFT_SOAK_TIME=$(SOAK_TIME) \
+	WEFT_SOAK_ITERS=$${WEFT_SOAK_ITERS:-1000000000} \
+	ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1}" \
+	LSAN_OPTIONS="$${LSAN_OPTIONS:-suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0}" \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
+	  ./$(BUILD)/bin/test_soak -j$(JOBS)
 
 # ASAN_OPTIONS / LSAN_OPTIONS / UBSAN_OPTIONS from the environment win over
 # these. tests/lsan.supp hides leaks inside libcriterion itself.
@@ -101,4 +120,4 @@ install: build
 	$(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-valgrind build-aarch64 build-consumer
+	rm -rf $(BUILD) $(BUILD)-consumer build-asan build-tsan build-valgrind build-aarch64 build-consumer build-ucontext
