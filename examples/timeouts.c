@@ -6,6 +6,7 @@
  *
  * asyncio.timeout(d)            weft_scope_open_after(&s, d) ... weft_scope_close(&s)
  * asyncio.timeout_at(t)         weft_scope_open(&s, t)
+ * Timeout.expired()             weft_scope_expired(&s)
  * cm.reschedule(t)              weft_scope_reschedule(&s, t)
  * asyncio.shield(...)           weft_scope_open_shielded(&s, WEFT_FOREVER)
  * asyncio.wait_for(task, d)     weft_join_until(t, weft_now() + d)
@@ -163,12 +164,60 @@ static void join_until(void) {
         "the slow job was cancelled and waited for (it saw %s)", e(slow.seen));
 }
 
+/* A job that answers its cancellation with a result of its own. */
+static int stubborn(void *arg) {
+  struct job *j = arg;
+  j->seen = weft_sleep(j->work);
+  return 7; /* a partial result, computed during its cleanup */
+}
+
+/* Who reports a timeout: only a deadline that cut something short, and
+ * then only the outermost cancelled scope; wait_for keeps what the task
+ * returned. */
+static void outcomes(void) {
+  weft_scope outer, inner, sh;
+  int rc;
+
+  printf("8. Two nested scopes with the same 20 ms deadline.\n");
+  int64_t d = weft_now() + WEFT_MS(20);
+  weft_scope_open(&outer, d);
+  weft_scope_open(&inner, d);
+  rc = weft_sleep(WEFT_SEC(5));
+  check(rc == -ECANCELED, "the sleep returned %s", e(rc));
+  rc = weft_scope_close(&inner);
+  check(rc == 0, "inner close: %s (the outer one reports)", e(rc));
+  rc = weft_scope_close(&outer);
+  check(rc == -ETIMEDOUT, "outer close: %s", e(rc));
+
+  printf("9. A 10 ms deadline passes during a 30 ms shielded sleep, nothing after.\n");
+  weft_scope_open_after(&outer, WEFT_MS(10));
+  weft_scope_open_shielded(&sh, WEFT_FOREVER);
+  rc = weft_sleep(WEFT_MS(30));
+  check(rc == 0, "the shielded sleep completed: %s", e(rc));
+  weft_scope_close(&sh);
+  check(weft_scope_expired(&outer), "weft_scope_expired says the deadline passed");
+  rc = weft_scope_close(&outer);
+  check(rc == 0, "close: %s (nothing was cut short)", e(rc));
+
+  printf("10. weft_join_until on a job that returns a value when cancelled.\n");
+  struct job j = {WEFT_SEC(5), 1};
+  weft_task *t = weft_spawn(stubborn, &j, NULL);
+  if (!t) {
+    check(0, "weft_spawn: %s", weft_strerror(-errno));
+    return;
+  }
+  rc = weft_join_until(t, weft_now() + WEFT_MS(10));
+  check(rc == 7 && j.seen == -ECANCELED,
+        "join_until returned its result %d, not -ETIMEDOUT", rc);
+}
+
 static int main_task(void *arg) {
   (void)arg;
   nested();
   shield();
   reschedule();
   join_until();
+  outcomes();
   return 0;
 }
 

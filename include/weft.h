@@ -54,14 +54,27 @@ extern "C" {
 #define WEFT_ELOOP (-10003)       /* object belongs to another loop/thread */
 #define WEFT_ENOTSTARTED (-10004) /* child of weft_group_start returned
                                      without calling weft_started() */
+/* Reserved for the stream reads of the io layer (being built; nothing
+ * returns these two yet): */
 #define WEFT_EINCOMPLETE (-10005) /* stream ended before the read completed */
 #define WEFT_ELIMIT (-10006)      /* a read went over the buffer limit */
 #define WEFT_EENDOFCHANNEL (-10007) /* every send handle of a channel is
                                        closed and its buffer is empty */
 
-/* Name of any code this library returns (negative errno or WEFT_E*); also
- * accepts positive errno values. Never NULL; unknown codes give
- * "unknown error". The string is static. Thread-safe. */
+/* Names a code and says what it means in weft: for every code this
+ * library returns (negative errno or WEFT_E*), the code's name, then its
+ * meaning here, e.g. "ESHUTDOWN: shut down: the queue, executor or loop
+ * takes no more work", "WEFT_EGROUP: one or more tasks of the group
+ * failed ...". A positive value gives the same text as its negation
+ * (so errno from a constructor, e.g. -WEFT_ENOTASK, is named too). 0
+ * gives "success". Another errno value gives the C library's text for
+ * it, without the name; a code neither knows gives "unknown error".
+ * Never NULL.
+ * Thread-safe: callable from any thread, with or without a loop. The
+ * string is static (never freed or overwritten; do not modify it), except
+ * on a C library other than glibc 2.32 or later, where the text of an
+ * errno value weft does not name lives in a thread-local buffer that the
+ * same thread's next such call overwrites. */
 WEFT_API const char *weft_strerror(int code);
 
 /* ------------------------------------------------------------------ */
@@ -127,7 +140,13 @@ WEFT_API void weft_config_init(weft_config *cfg);
 
 /* asyncio.run: makes a loop on the calling thread, runs main(arg) as the
  * root task (named "main"), and when main returns cancels and reaps every
- * task still alive, then frees the loop. Returns main's result, or
+ * task still alive, then frees the loop. Like asyncio.run's
+ * shutdown_default_executor, it also waits for the blocking functions it
+ * started on the default pool (weft_to_thread) whose callers were
+ * cancelled, and if no other loop uses the pool, stops and joins the
+ * pool's threads: no thread weft started for the run outlives it
+ * (include/weft/thread.h). Timer callbacks still pending are dropped.
+ * Returns main's result, or
  * -EINVAL (main NULL), -EBUSY (the thread already runs a loop), -ENOMEM,
  * -EMFILE/-ENFILE (no file descriptor for the poller). */
 WEFT_API int weft_run(weft_fn main, void *arg);
@@ -190,9 +209,13 @@ WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg,
 WEFT_API int weft_join(weft_task *t);
 
 /* asyncio.wait_for: as weft_join, but if t is not done by `deadline` (or
- * the caller is cancelled) t is cancelled and waited for; then returns
- * -ETIMEDOUT (deadline) or -ECANCELED (caller cancelled). The handle is
- * released in every case but -EINVAL, -EDEADLK, -EBUSY, -ESRCH,
+ * the caller is cancelled) t is cancelled and waited for. Then, as asyncio
+ * >= 3.12 (gh-86296): if t did not end with -ECANCELED (it caught the
+ * cancellation and returned a value, or its cleanup failed), its own code
+ * is returned; if it did, -ETIMEDOUT when this call's deadline cancelled
+ * it (and no outer cancellation is in effect: then -ECANCELED, and the
+ * outer scope reports), -ECANCELED when the caller was cancelled. The
+ * handle is released in every case but -EINVAL, -EDEADLK, -EBUSY, -ESRCH,
  * WEFT_ENOTASK and WEFT_ELOOP. */
 WEFT_API int weft_join_until(weft_task *t, int64_t deadline);
 
@@ -274,6 +297,87 @@ WEFT_API int weft_check_cancel(void);
 WEFT_API int weft_wait_fd(int fd, int events, int64_t deadline);
 
 /* ------------------------------------------------------------------ */
+/* Timer callbacks (loop.call_later / call_at)                         */
+/* ------------------------------------------------------------------ */
+
+/* A plain function run at a time, without a task: asyncio's
+ * loop.call_later/call_at, libuv's uv_timer_t, Go's time.AfterFunc. The
+ * handle is caller-owned storage (no allocation): the caller keeps it
+ * valid, and does not move or copy it, while the call is pending. Its
+ * contents are private. Zero it before its first use (= {0}, calloc or
+ * memset: an idle handle), as libuv's uv_timer_init would. A handle that
+ * has run or been cancelled can be armed again, and may be freed (even
+ * from inside its own function) once it is not pending.
+ * (asyncio's TimerHandle; weft_call, {fn, arg}, is weft_gather's.)
+ *
+ * The function runs on the loop's thread during a loop turn, between
+ * tasks, not in a task: it must not block, and checkpoints called from it
+ * (weft_sleep, waits, joins...) return WEFT_ENOTASK; weft_current() is
+ * NULL. It may spawn tasks, set events, release semaphores, put on
+ * queues with weft_queue_try_put, cancel tasks and scopes (anything that
+ * does not block), and arm, re-arm and cancel handles
+ * (its own too: re-arming it from inside makes a periodic timer). Calls
+ * run in the order of their deadlines; equal deadlines in the order they
+ * were armed. Never before the deadline (fn may compare weft_now() with
+ * it), and never synchronously inside weft_call_at: a deadline already
+ * past runs at the next loop turn. The loop takes a turn when no task is
+ * ready, or else after every 64 task steps, so a call may run that many
+ * steps late while tasks keep the loop busy, as a sleeping task wakes.
+ * A call armed from inside another call with a deadline already past
+ * runs at the next turn, not in the same one (such calls run in the order
+ * armed), so a function that re-arms itself in the past cannot hold up
+ * the loop or the other calls.
+ *
+ * Pending calls do not keep the loop alive: weft_run ends when main
+ * returns (and the tasks left are reaped), as it does without them; calls
+ * that come due while the tasks left are being reaped still run. Calls
+ * still pending when weft_run (or weft_runner_close) ends are dropped,
+ * never run, and their storage is not touched again: free it or reuse it
+ * (a dropped handle can be armed on another loop). Under weft_runner,
+ * calls pending when weft_runner_run returns stay armed and run during
+ * later weft_runner_run calls.
+ *
+ * Every function here is for the loop's thread only (a task, a callback,
+ * or between weft_runner_run calls); none is thread-safe (from another
+ * thread use weft_loop_call). On a thread with no loop they return
+ * WEFT_ENOTASK; on a handle pending on another thread's loop, WEFT_ELOOP. */
+typedef struct weft_call_handle {
+  uint64_t opaque_[8];
+} weft_call_handle;
+
+/* loop.call_at: arms c to run fn(arg) once, at `deadline` (absolute,
+ * weft_now()'s clock; WEFT_FOREVER: never, pending until cancelled).
+ * Re-arming a pending handle moves it (as libuv's uv_timer_start on an
+ * active timer, Go's Timer.Reset): it then runs once, at the new deadline,
+ * with the new fn and arg, after the calls already armed for that same
+ * deadline. Returns 0, or -EINVAL (c or fn NULL), -ENOMEM (the timer heap
+ * cannot grow; c is left as it was), WEFT_ENOTASK (no loop on this
+ * thread), WEFT_ELOOP (c is pending on another thread's loop). */
+WEFT_API int weft_call_at(weft_call_handle *c, int64_t deadline,
+                          void (*fn)(void *arg), void *arg);
+/* loop.call_later: weft_call_at at now + duration (negative: 0), on the
+ * loop's clock (see weft_scope_open_after). Same codes. */
+WEFT_API int weft_call_later(weft_call_handle *c, int64_t duration,
+                             void (*fn)(void *arg), void *arg);
+/* TimerHandle.cancel: if c is pending, disarms it: fn will not run (for
+ * this arming) and 0 is returned. Otherwise nothing changes and it says
+ * why:
+ *   -EALREADY   fn has been called for the last arming: it has run, or is
+ *               running now (a function cancelling its own handle)
+ *   -ENOENT     nothing to cancel: c was cancelled already, is zeroed
+ *               (never armed), or was dropped at the end of its loop
+ *   -EINVAL     c NULL
+ *   WEFT_ENOTASK no loop on this thread
+ *   WEFT_ELOOP  c is pending on another thread's loop
+ * Not a checkpoint. */
+WEFT_API int weft_call_cancel(weft_call_handle *c);
+/* True while c is armed on the calling thread's loop and its function has
+ * not been called yet; false for NULL, a zeroed handle, or with no loop.
+ * (Inside its own function a handle is not pending, unless it re-armed
+ * itself.) */
+WEFT_API bool weft_call_pending(const weft_call_handle *c);
+
+/* ------------------------------------------------------------------ */
 /* Cancel scopes                                                       */
 /* ------------------------------------------------------------------ */
 
@@ -305,11 +409,23 @@ WEFT_API int64_t weft_scope_deadline(const weft_scope *s);
 /* True if the scope was cancelled (by its deadline or weft_scope_cancel);
  * false if only an outer scope is. */
 WEFT_API bool weft_scope_cancelled(const weft_scope *s);
+/* asyncio's Timeout.expired(): true once the scope's deadline has passed
+ * (whether or not that cut anything short), also after close; false for
+ * no deadline, a deadline still ahead, or NULL. Not a checkpoint. */
+WEFT_API bool weft_scope_expired(const weft_scope *s);
 
-/* Leaves the scope. Returns -ETIMEDOUT if its deadline fired, else 0
- * (also when it was cancelled by weft_scope_cancel: the cancellation is
- * "caught" by the scope it targeted). -EINVAL if s is not the innermost
- * open scope of the calling task (nothing is closed then). */
+/* Leaves the scope. Returns -ETIMEDOUT only if the scope's deadline cut
+ * something short: a checkpoint inside it returned -ECANCELED because of
+ * that deadline (Trio's cancelled_caught; asyncio raises TimeoutError only
+ * when the body ended in CancelledError), and no enclosing scope's
+ * cancellation is in effect (for an unshielded scope: then the outer one
+ * reports, as in asyncio's test_nested_timeouts). Otherwise 0: a deadline
+ * that passed while nothing inside was interrupted (say, during a
+ * shielded sleep that completed) is no timeout -- weft_scope_expired
+ * tells whether it passed. A scope cancelled by weft_scope_cancel also
+ * closes with 0 (the cancellation is "caught" by the scope it targeted).
+ * -EINVAL if s is not the innermost open scope of the calling task
+ * (nothing is closed then). */
 WEFT_API int weft_scope_close(weft_scope *s);
 
 /* ------------------------------------------------------------------ */
@@ -330,8 +446,12 @@ WEFT_API weft_group *weft_group_open(void);
  * name a running child; never join or detach it. To keep a result, have
  * the child store it, or use weft_spawn + weft_join. (An eager child that
  * finishes before spawn returns gives a handle that is already stale.)
- * NULL with errno EINVAL (g or fn NULL), EPIPE (g is closed), -WEFT_ELOOP
- * (another loop's group), ENOMEM. A closed group's record is reused only
+ * NULL with errno EINVAL (g or fn NULL), EPIPE (g is closed), ESHUTDOWN
+ * (a child or the body already failed: the group is shutting down, and fn
+ * never runs, as asyncio's "TaskGroup is shutting down"; a group
+ * cancelled without a failure, by weft_group_cancel or an outer scope,
+ * still takes children, which start cancelled), -WEFT_ELOOP (another
+ * loop's group), ENOMEM. A closed group's record is reused only
  * after every other free one, so EPIPE is reliable for a while after close
  * but not forever: do not use a group after closing it. */
 WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
@@ -343,7 +463,8 @@ WEFT_API weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
  * code (WEFT_ENOTSTARTED for a return of 0) and the group is not affected.
  * If the caller is cancelled while waiting, the child is cancelled and
  * waited for, and start returns -ECANCELED. -EINVAL, -EPIPE (g closed),
- * -ENOMEM, WEFT_ENOTASK. */
+ * -ESHUTDOWN (the group had a failure: see weft_group_spawn), -ENOMEM,
+ * WEFT_ENOTASK. */
 WEFT_API int weft_group_start(weft_group *g, weft_fn fn, void *arg,
                               const weft_spawn_opts *opts, void **value);
 /* Called by a child of weft_group_start: reports readiness. From then on
@@ -378,7 +499,9 @@ typedef struct weft_errors weft_errors;
  *   -EINVAL         g NULL or already closed, or g is not the innermost
  *                   open scope of the caller (nothing closed)
  * *errs (if errs not NULL) receives NULL or a list the caller frees with
- * weft_errors_free. Cancelled children are never errors. After close the
+ * weft_errors_free. Cancelled children are never errors (a child that
+ * returns -ECANCELED ended cancelled, whatever cancelled it, as asyncio's
+ * TaskGroup ignores a task ending in CancelledError). After close the
  * handle is dead (its record is recycled: see weft_group_spawn). */
 WEFT_API int weft_group_close(weft_group *g, weft_errors **errs);
 

@@ -48,6 +48,13 @@ typedef struct weft_call {
  * With WEFT_GATHER_ALL (return_exceptions=True) failures cancel nothing
  * and gather returns 0 once every function has returned.
  *
+ * A child cancelled from outside the call (weft_cancel on its task, or a
+ * scope of its own) that ends with -ECANCELED leaves a result missing:
+ * by default gather then returns -ECANCELED, or the first failure if one
+ * came before (asyncio's test_one_cancellation: gather raises
+ * CancelledError); it cancels no sibling, and every code stays in
+ * results[]. WEFT_GATHER_ALL still returns 0.
+ *
  * If the caller is cancelled (or a scope's deadline around the call
  * fires) every child is cancelled and waited for; gather then returns
  * -ECANCELED (by default, a failure recorded before takes precedence).

@@ -135,8 +135,12 @@ WEFT_API int weft_cond_wait(weft_cond *c);
 /* Waits until pred(arg) is true: evaluates it (with the lock held; it
  * must not block, as asyncio's predicate cannot await) and calls
  * weft_cond_wait until it holds. 0 when it holds, else the first
- * error of weft_cond_wait (with the lock as described there). -EINVAL
- * also for a NULL pred. */
+ * error of weft_cond_wait (with the lock as described there). A
+ * checkpoint at entry; after each wake the predicate is tested before
+ * the cancellation, so a waiter notified and then cancelled before it
+ * ran returns 0 when the predicate holds (it sees the cancellation at
+ * its next checkpoint): the notification is never dropped while another
+ * waiter sleeps. -EINVAL also for a NULL pred. */
 WEFT_API int weft_cond_wait_for(weft_cond *c, bool (*pred)(void *arg),
                                 void *arg);
 /* Wakes up to n waiters (FIFO); each then re-acquires the lock. The
@@ -251,8 +255,12 @@ WEFT_API int weft_queue_try_get(weft_queue *q, void *out);
  * put counts one unfinished item; join returns when none is left. 0,
  * -EOVERFLOW (more calls than items put), -EIDRM, -EINVAL, WEFT_ELOOP. */
 WEFT_API int weft_queue_task_done(weft_queue *q);
-/* Waits until every item put has been marked done. 0, -ECANCELED,
- * -EIDRM, -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
+/* Waits until every item put has been marked done. Only items put so far
+ * count: with none unfinished it returns 0 at once, even if a producer
+ * was spawned but has not run yet (as asyncio's Queue.join). To wait for
+ * a producer's items, spawn it eagerly, or join after its group closed
+ * (docs/guide/sync.md). 0, -ECANCELED, -EIDRM, -EINVAL, WEFT_ENOTASK,
+ * WEFT_ELOOP. */
 WEFT_API int weft_queue_join(weft_queue *q);
 /* Python 3.13's Queue.shutdown. From now on put fails with -ESHUTDOWN
  * and blocked putters wake with it. Graceful (immediate false): get

@@ -36,6 +36,7 @@ struct weft_group {
   size_t nchildren;
   err_entry *errs, **errs_tail;
   size_t nerrs;
+  bool failed; /* a child or the body failed: no more spawns */
 };
 
 struct weft_errors {
@@ -48,6 +49,7 @@ struct weft_errors {
 };
 
 static void add_error(weft_group *g, const char *name, int code, char *msg) {
+  g->failed = true;
   err_entry *e = malloc(sizeof *e);
   if (!e) {
     free(msg);
@@ -109,6 +111,16 @@ static int check_group_(weft_loop *L, weft_group *g, const char *func) {
   return 0;
 }
 
+/* A group that had a failure is shutting down: it takes no new children,
+ * and their functions never run (asyncio: "TaskGroup is shutting down",
+ * test_taskgroup_no_create_task_after_failure). A group cancelled
+ * without a failure (weft_group_cancel, an outer scope) still takes them:
+ * they start cancelled. */
+static int check_spawn(weft_group *g, weft_fn fn) {
+  if (!fn) return -EINVAL;
+  return g->failed ? -ESHUTDOWN : 0;
+}
+
 void weft__groups_free(weft_loop *L) {
   for (weft_group *g = L->groups_all, *n; g; g = n) {
     n = g->all_next;
@@ -121,7 +133,7 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
                             const weft_spawn_opts *opts) {
   weft_loop *L = weft__tls_loop;
   int rc = check_group(L, g);
-  if (!rc && !fn) rc = -EINVAL;
+  if (!rc) rc = check_spawn(g, fn);
   if (rc) {
     errno = -rc;
     return NULL;
@@ -140,8 +152,9 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   if (!g || !fn) return -EINVAL;
   if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
   int rc = check_group(L, g);
+  if (!rc) rc = check_spawn(g, fn);
   if (rc) return rc;
-  if (weft__cancelled(cur)) return -ECANCELED;
+  if (weft__checkpoint(cur)) return -ECANCELED;
   weft_task *t = child_new(L, g, fn, arg, opts);
   if (!t) return -ENOMEM;
   t->flags |= TF_STARTING;
@@ -177,10 +190,11 @@ void weft__group_child_exit(weft_loop *L, weft_task *t) {
   if (t->flags & TF_STARTING) {
     t->flags &= ~TF_STARTING;
     weft__wake(t->pscope->task, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
-  } else if (t->result < 0 &&
-             !(t->result == -ECANCELED &&
-               (t->stack ? (weft__body(t)->root.flags & SC_EFF)
-                         : (t->flags & TF_CANCEL)))) {
+  } else if (t->result < 0 && t->result != -ECANCELED) {
+    /* A child that ends with -ECANCELED ended cancelled, whatever
+     * cancelled it (the group, weft_cancel, or a scope of its own whose
+     * -ECANCELED it passed on): as asyncio's TaskGroup ignores a task that
+     * ends in CancelledError, it is not a failure. */
     add_error(g, weft_task_name(t), t->result, weft__task_take_msg(t));
     weft__scope_cancel(&g->sc);
   }
@@ -254,8 +268,9 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
     weft__park(L, cur, NULL);
   }
   bool outer = g->sc.parent && (g->sc.parent->flags & SC_EFF);
-  int rc = g->nerrs ? WEFT_EGROUP : outer ? -ECANCELED : 0;
+  int rc = g->failed ? WEFT_EGROUP : outer ? -ECANCELED : 0;
   weft__scope_pop(L, cur, &g->sc);
+  if (rc == -ECANCELED) weft__checkpoint(cur); /* a delivery */
   weft_errors *e = take_errors(g);
   if (errs && e && e->n)
     *errs = e;

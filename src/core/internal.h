@@ -5,6 +5,7 @@
 #ifndef WEFT_CORE_INTERNAL_H
 #define WEFT_CORE_INTERNAL_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,6 +34,10 @@ enum {
   SC_GROUP = 1u << 5,     /* the scope of a weft_group */
   SC_ROOT = 1u << 6,      /* a task's root scope */
   SC_UNARMED = 1u << 7,   /* has a deadline not yet in the timer heap */
+  SC_DELIVERED = 1u << 8, /* a checkpoint inside returned -ECANCELED (or an
+                             inner scope passed such a delivery on) */
+  SC_CAUGHT = 1u << 9,    /* closed having caught a delivery of its own
+                             cancellation (see weft__scope_pop) */
 };
 
 typedef struct weft__scope {
@@ -286,6 +291,11 @@ WEFT__HIDDEN void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t,
 /* Scopes (scope.c) */
 WEFT__HIDDEN void weft__scope_push(weft_task *t, weft__scope *s,
                                    int64_t deadline, unsigned flags);
+/* Closes s, t's innermost scope. A cancellation that reached a checkpoint
+ * inside s is caught by s if s was cancelled itself and no enclosing
+ * cancellation is in effect there (s is shielded, or its parent is not
+ * cancelled); then s gets SC_CAUGHT. Otherwise it passes to the parent,
+ * as an exception would in asyncio and Trio. */
 WEFT__HIDDEN void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s);
 WEFT__HIDDEN void weft__scope_link(weft__scope *parent, weft__scope *child);
 WEFT__HIDDEN void weft__scope_unlink(weft__scope *s);
@@ -327,6 +337,11 @@ WEFT__HIDDEN void weft__inbox_drain(weft_loop *L);
 WEFT__HIDDEN int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout);
 WEFT__HIDDEN void weft__inbox_after_poll(weft_loop *L);
 WEFT__HIDDEN bool weft__inbox_close(weft_loop *L);
+/* Thread pool (pool.c): the calling thread's loop has ended. If it used
+ * the default pool and was the last loop to, stops the pool's threads and
+ * joins them, after the jobs still running (their callers were
+ * cancelled) have finished. The next job starts threads again. */
+WEFT__HIDDEN void weft__default_pool_leave(void);
 
 /* Errors (error.c) */
 WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
@@ -366,6 +381,18 @@ static inline weft_task *weft__cur(void) {
 }
 static inline bool weft__cancelled(const weft_task *t) {
   return t->scope->flags & SC_EFF;
+}
+/* What a checkpoint returns for t before it suspends: -ECANCELED if t is
+ * in a cancelled scope, else 0. A -ECANCELED is a delivery: the innermost
+ * scope records it, so that closing the scope that was cancelled reports
+ * the timeout or catches the cancellation only if it cut something short
+ * (Trio's cancelled_caught). Every checkpoint tests through this before
+ * it suspends; a park that ends in -ECANCELED while t is cancelled
+ * records the same (switch_away in loop.c). */
+static inline int weft__checkpoint(weft_task *t) {
+  if (likely(!(t->scope->flags & SC_EFF))) return 0;
+  t->scope->flags |= SC_DELIVERED;
+  return -ECANCELED;
 }
 /* The body of a task that has a stack: at the top of it, below the
  * stack's descriptor. Derived, not stored: the record stays small. */

@@ -269,8 +269,14 @@ __attribute__((noinline)) static int switch_away(weft_loop *L, weft_task *cur,
     do_switch(L, save, next, dying);
     break;
   }
-  if (how == SW_YIELD) return weft__cancelled(cur) ? -ECANCELED : 0;
-  return weft__body(cur)->wake_code;
+  if (how == SW_YIELD) return weft__checkpoint(cur);
+  int rc = weft__body(cur)->wake_code;
+  /* Woken by a cancellation (interrupted, or a wait that ends when the
+   * cancellation ends what it waits for): a delivery, see
+   * weft__checkpoint. */
+  if (unlikely(rc == -ECANCELED) && weft__cancelled(cur))
+    cur->scope->flags |= SC_DELIVERED;
+  return rc;
 }
 
 int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
@@ -343,7 +349,7 @@ int weft_yield(void) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
   if (unlikely(!t)) return WEFT_ENOTASK;
-  if (unlikely(weft__cancelled(t))) return -ECANCELED;
+  if (unlikely(weft__checkpoint(t))) return -ECANCELED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
   /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
   if (!L->rq_head) L->budget = 0;
@@ -354,7 +360,7 @@ int weft_yield(void) {
 int weft_check_cancel(void) {
   weft_task *t = weft__cur();
   if (!t) return WEFT_ENOTASK;
-  return weft__cancelled(t) ? -ECANCELED : 0;
+  return weft__checkpoint(t);
 }
 
 static void sleep_unpark(weft_task *t) {
@@ -362,7 +368,7 @@ static void sleep_unpark(weft_task *t) {
 }
 
 static int sleep_until(weft_loop *L, weft_task *t, int64_t deadline) {
-  if (weft__cancelled(t)) return -ECANCELED;
+  if (weft__checkpoint(t)) return -ECANCELED;
   if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
   weft__timer *tm = &weft__body(t)->tm;
   tm->when = deadline;
@@ -463,7 +469,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline) {
   events &= WEFT_READABLE | WEFT_WRITABLE;
   if (!events) return -EINVAL;
   if (fd < 0 || fd == L->wake_fd) return -EBADF;
-  if (weft__cancelled(t)) return -ECANCELED;
+  if (weft__checkpoint(t)) return -ECANCELED;
   int rc = fd_table_grow(L, fd);
   if (rc) return rc;
   fd_entry *e = &L->fds[fd];
@@ -649,6 +655,11 @@ static void loop_free(weft_loop *L) {
    * closing the inbox may run callbacks that spawn tasks: reap those too. */
   do run_until(L, NULL);
   while (weft__inbox_close(L));
+  /* asyncio.run's shutdown_default_executor: wait for the jobs left
+   * behind; the last loop using the pool stops it. Before the frees, so
+   * that a pool thread that is still polling ends at once and the
+   * munmaps below have no pool thread to shoot TLBs down on. */
+  weft__default_pool_leave();
   if (L->debug) weft__debug_stop(L);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;

@@ -243,7 +243,7 @@ static int join(weft_task *t, bool *consumed, const char *func) {
   if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
   if (!(t->flags & TF_HANDLE)) return -ESRCH;
   if (t->joiner) return -EBUSY;
-  if (weft__cancelled(cur)) return -ECANCELED;
+  if (weft__checkpoint(cur)) return -ECANCELED;
   if (t->state != T_DONE) {
     t->joiner = cur;
     weft__body(cur)->wait_obj = t;
@@ -284,11 +284,18 @@ int weft_join_until(weft_task *t, int64_t deadline) {
     t->joiner = cur;
     weft__park(L, cur, NULL);
   }
-  bool fired = sc->flags & SC_FIRED;
   weft__scope_pop(L, cur, sc);
+  rc = t->result;
   t->flags &= ~TF_HANDLE;
   weft__task_free(L, t);
-  return fired ? -ETIMEDOUT : -ECANCELED;
+  /* t's own outcome wins unless it ended cancelled: one that caught the
+   * cancellation and returned a value, or whose cleanup failed, keeps
+   * its code (asyncio >= 3.12, gh-86296). A timeout only when our own
+   * deadline did it, with no outer cancellation in effect. */
+  if (rc != -ECANCELED) return rc;
+  return (sc->flags & (SC_FIRED | SC_CAUGHT)) == (SC_FIRED | SC_CAUGHT)
+             ? -ETIMEDOUT
+             : -ECANCELED;
 }
 
 int weft_detach(weft_task *t) {

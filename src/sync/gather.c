@@ -25,8 +25,10 @@ typedef struct combo {
   weft_group *grp;
   size_t n;
   size_t winner; /* race: index of the first success; n while none */
-  int fail;      /* first failure, 0 while none */
+  int fail;      /* first failure, 0 while none; gather: or -ECANCELED
+                    for a child cancelled from outside, if that came first */
   bool all;      /* gather: WEFT_GATHER_ALL */
+  bool cancelling; /* gather: a failure cancelled the group */
 } combo;
 
 typedef struct slot {
@@ -48,13 +50,26 @@ static inline int run_call(weft_task *t, const slot *s) {
   return rc;
 }
 
+/* True if t's cancellation came from outside the call: not from the
+ * group (a failure, or the caller's cancellation reaching it) but from
+ * weft_cancel on the child or a scope of its own. */
+static inline bool cancelled_outside(const weft_task *t, int rc) {
+  return rc == -ECANCELED && !(t->pscope->flags & SC_EFF);
+}
+
 static int gather_child(void *arg) {
   slot *s = arg;
   combo *c = s->c;
   weft_task *t = weft__cur();
   int rc = run_call(t, s);
-  if (!c->all && !c->fail && failed(t, rc)) {
-    c->fail = rc;
+  if (c->all) return 0;
+  if (cancelled_outside(t, rc)) {
+    /* A missing result, so not a success (asyncio: test_one_cancellation
+     * raises CancelledError); as there, it cancels no sibling. */
+    if (!c->fail) c->fail = -ECANCELED;
+  } else if (!c->cancelling && failed(t, rc)) {
+    if (!c->fail) c->fail = rc;
+    c->cancelling = true;
     weft_group_cancel(c->grp);
   }
   return 0;
@@ -125,7 +140,7 @@ static int check(const char *func, const weft_call *calls, size_t n,
   if (n && !calls) return -EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!calls[i].fn) return -EINVAL;
-  if (weft__cancelled(t)) {
+  if (weft__checkpoint(t)) {
     if (results)
       for (size_t i = 0; i < n; i++) results[i] = -ECANCELED;
     return -ECANCELED;

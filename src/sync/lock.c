@@ -241,7 +241,7 @@ int weft_cond_wait(weft_cond *c) {
   weft_task *t;
   int rc = cond_check(c, &t, __func__);
   if (rc) return rc;
-  if (weft__cancelled(t)) return -ECANCELED;
+  if (weft__checkpoint(t)) return -ECANCELED;
   return cond_wait(t->loop, t, c);
 }
 
@@ -251,13 +251,18 @@ int weft_cond_wait_for(weft_cond *c, bool (*pred)(void *arg), void *arg) {
   int rc = cond_check(c, &t, __func__);
   if (rc) return rc;
   c->h.inside++; /* c stays in memory between the waits */
-  for (;;) {
-    if (weft__cancelled(t)) {
-      rc = -ECANCELED;
-      break;
+  /* A checkpoint at entry; after a wake, the predicate comes first: a
+   * waiter notified and then cancelled before it ran holds the lock and
+   * the notification, so it takes what the notification was for (it sees
+   * its cancellation at its next checkpoint) rather than dropping it while
+   * another waiter sleeps with the predicate true. */
+  rc = weft__checkpoint(t);
+  if (!rc && !pred(arg)) {
+    for (;;) {
+      if ((rc = cond_wait(t->loop, t, c)) != 0) break;
+      if (pred(arg)) break;
+      if ((rc = weft__checkpoint(t)) != 0) break;
     }
-    if (pred(arg)) break;
-    if ((rc = cond_wait(t->loop, t, c)) != 0) break;
   }
   sobj_leave(&c->h);
   return rc;

@@ -78,7 +78,7 @@ int weft_retry(weft_fn fn, void *arg, const weft_retry_opts *opts) {
   if (!fn) return -EINVAL;
   int rc = check_opts(opts);
   if (rc) return rc;
-  if (weft__cancelled(t)) return -ECANCELED;
+  if (weft__checkpoint(t)) return -ECANCELED;
   int64_t nominal =
       opts->base_delay < opts->max_delay ? opts->base_delay : opts->max_delay;
   for (unsigned attempt = 1;; attempt++) {

@@ -110,7 +110,7 @@ static inline int sobj_check_wait(weft__sobj *o, uint32_t magic, weft_loop *L,
                                   weft_task **tp, const char *fn) {
   int rc = sobj_check_task(o, magic, L, tp, fn);
   if (unlikely(rc)) return rc;
-  return unlikely(weft__cancelled(*tp)) ? -ECANCELED : 0;
+  return weft__checkpoint(*tp);
 }
 
 /* Every object starts with its header, so a pointer to it is one to the
@@ -139,16 +139,20 @@ static inline void wl_push(weft__wlist *l, weft__waiter *w) {
 
 /* The head's prev is stale, never read: popping the head then touches no
  * other waiter's record (each lives on another task's stack, likely out
- * of cache). */
+ * of cache). So removing the head must not read it either: a head that is
+ * also the tail leaves an empty list, not a tail pointing at a waiter
+ * popped earlier (which lost every later wakeup: issue 9). */
 static inline void wl_remove(weft__wlist *l, weft__waiter *w) {
-  if (l->head == w)
+  if (l->head == w) {
     l->head = w->next;
-  else
+    if (!w->next) l->tail = NULL; /* w->next's prev goes stale: fine */
+  } else {
     w->prev->next = w->next;
-  if (l->tail == w)
-    l->tail = w->prev;
-  else
-    w->next->prev = w->prev;
+    if (l->tail == w)
+      l->tail = w->prev;
+    else
+      w->next->prev = w->prev;
+  }
   l->n--;
 }
 

@@ -106,7 +106,7 @@ static int wait_park(weft_loop *L, weft_task *cur, waiter *w,
   weft__body(cur)->wait_obj = NULL;
   weft__scope_pop(L, cur, sc);
   /* Our own deadline is a normal return; an outer cancellation is not. */
-  rc = weft__cancelled(cur) ? -ECANCELED : 0;
+  rc = weft__checkpoint(cur);
 out:
   nodes_unlink(nodes, w->n);
   if (nodes != stack_nodes) free(nodes);
@@ -129,7 +129,7 @@ int weft_wait(weft_task *const *tasks, size_t n, int mode, int64_t deadline,
       w.nfail += task_failed(tasks[i]);
     }
   }
-  if (weft__cancelled(cur)) return -ECANCELED;
+  if (weft__checkpoint(cur)) return -ECANCELED;
   if (!satisfied(&w) && (deadline == WEFT_FOREVER || weft_now() < deadline)) {
     int rc = wait_park(L, cur, &w, tasks, deadline);
     if (rc) return rc;
@@ -258,7 +258,7 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   if (!c) return -ECHILD;
   if (c->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
   if (c->waiter) return -EBUSY; /* another task is waiting in next() */
-  if (weft__cancelled(cur)) return -ECANCELED;
+  if (weft__checkpoint(cur)) return -ECANCELED;
   if (c->head < c->tail) return ac_pop(it, task);
   if (it->deadline != WEFT_FOREVER && weft_now() >= it->deadline)
     return -ETIMEDOUT;
@@ -271,7 +271,7 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   weft__body(cur)->wait_obj = NULL;
   weft__scope_pop(L, cur, sc);
   if (rc == 0) return ac_pop(it, task); /* woken by a completion: ours */
-  if (weft__cancelled(cur)) return -ECANCELED; /* nothing lost: queued */
+  if (weft__checkpoint(cur)) return -ECANCELED; /* nothing lost: queued */
   /* The deadline: a task may have finished after it fired, before we ran. */
   return c->head < c->tail ? ac_pop(it, task) : -ETIMEDOUT;
 }

@@ -336,7 +336,7 @@ static void task_wait_unpark(weft_task *t) {
 }
 
 static int wait_task(weft_loop *L, weft_task *t, weft_future *f) {
-  if (weft__cancelled(t)) return -ECANCELED;
+  if (weft__checkpoint(t)) return -ECANCELED;
   if (atomic_load_explicit(&L->inbox_closed, memory_order_relaxed))
     return -ESHUTDOWN; /* the wake could not be delivered */
   f->wtask = t;
