@@ -286,15 +286,35 @@ WEFT_API int weft_check_cancel(void);
 /* Waits until fd is ready for `events` (WEFT_READABLE, WEFT_WRITABLE) or
  * `deadline` passes (WEFT_FOREVER: no deadline). Returns the ready events
  * (> 0, may include WEFT_HANGUP and WEFT_ERROR), or -ETIMEDOUT, -ECANCELED,
- * -EBADF (fd not open), -EPERM (fd cannot be polled, e.g. a regular file),
- * -EEXIST (another task already waits for the same event on fd), -EINVAL
- * (no event asked), -ENOMEM, WEFT_ENOTASK. Readiness is level-triggered:
- * waiting again without reading returns at once. */
+ * -EBADF (fd not open, or closed through weft_fd_close / weft_fd_forget
+ * while waiting), -EPERM (fd cannot be polled, e.g. a regular file),
+ * -EINVAL (no event asked), -ENOMEM, WEFT_ENOTASK. Readiness is
+ * level-triggered: waiting again without reading returns at once.
+ * Several tasks may wait for the same event on one fd (acceptors on a
+ * listening socket): each report of readiness wakes the one that has
+ * waited longest, and the next report (at once, if the fd is still
+ * ready) the next one. weft keeps fd registered with the kernel after
+ * the wait (one system call per wait, not three): close it with
+ * weft_fd_close. An fd closed behind weft's back (plain close) while a
+ * task waits on it is not noticed: that task sleeps until its deadline or
+ * cancellation (or until a new file that gets the same number is ready);
+ * later waits on the same number work. */
 #define WEFT_READABLE 0x1
 #define WEFT_WRITABLE 0x4
 #define WEFT_ERROR 0x8
 #define WEFT_HANGUP 0x10
 WEFT_API int weft_wait_fd(int fd, int events, int64_t deadline);
+
+/* Trio's notify_closing: weft stops watching fd and every task waiting on
+ * it wakes at once with -EBADF. Call it before closing an fd that tasks
+ * may wait on when the close is done elsewhere (a library's own close:
+ * PQfinish, curl); weft_fd_close does both. fd stays open. Not a
+ * checkpoint; callable from a task or a callback of the loop's thread.
+ * 0, -EBADF (fd < 0), WEFT_ENOTASK (no loop on this thread). */
+WEFT_API int weft_fd_forget(int fd);
+/* weft_fd_forget(fd) (if the thread runs a loop), then close(fd). 0, or
+ * -errno from close (-EBADF: not open). */
+WEFT_API int weft_fd_close(int fd);
 
 /* ------------------------------------------------------------------ */
 /* Timer callbacks (loop.call_later / call_at)                         */

@@ -134,10 +134,10 @@ typedef struct task_body {
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
   weft__watch *exit_hooks; /* see weft__watch */
-  /* The waiter record of the sync/ object a task is parked on (a task
-   * waits on one thing at a time). Here rather than in the waiting
-   * call's frame, so that the call can end in a tail call to weft__park:
-   * see switch_away in loop.c. */
+  /* The waiter record of what a task is parked on (a sync/ object, or
+   * the queues of an fd: a task waits on one thing at a time). Here
+   * rather than in the waiting call's frame, so that the call can end in
+   * a tail call to weft__park: see switch_away in loop.c. */
   void *wait_node[6];
 } task_body;
 
@@ -180,10 +180,7 @@ typedef struct instr_slot {
   void *arg;
 } instr_slot;
 
-typedef struct fd_entry {
-  weft_task *reader, *writer;
-  unsigned interest; /* what the poller holds for this fd */
-} fd_entry;
+typedef struct fd_entry fd_entry; /* fd.c */
 
 typedef struct task_chunk {
   struct task_chunk *next;
@@ -206,12 +203,11 @@ struct weft_loop {
                              the other side of the switch */
   weft__stacks stacks;
   weft__timers timers;
-  weft__poller poller;
-  fd_entry *fds;
+  weft__poller *poller;   /* also wakes the loop from other threads */
+  fd_entry *fds;          /* the fd registry (fd.c), by fd number */
   size_t nfds_cap;
   size_t nfd_waiters;     /* tasks blocked in weft_wait_fd */
-  int wake_fd;            /* eventfd: wakes the loop from other threads */
-  atomic_int wake_pending;
+  atomic_int wake_pending; /* the poller's wake was called, not yet seen */
   int64_t now;            /* clock at the last loop turn */
   /* Fast clock for relative deadlines (see weft__fast_now in loop.c). */
   bool tsc_usable;
@@ -309,8 +305,11 @@ WEFT__HIDDEN void weft__scope_reparent(weft__scope *s, weft__scope *parent);
 WEFT__HIDDEN void weft__groups_free(weft_loop *L);
 WEFT__HIDDEN void weft__group_child_exit(weft_loop *L, weft_task *t);
 
-/* fd waits (loop.c) */
+/* The fd registry (fd.c): a task's fd wait ends (its timer fired); a
+ * report from the poller; the table is freed with the loop. */
 WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
+WEFT__HIDDEN void weft__fd_ready(weft_loop *L, uint64_t token, unsigned ev);
+WEFT__HIDDEN void weft__fds_free(weft_loop *L);
 
 /* Cross-thread inbox (src/thread/inbox.c). The loop drains it at every
  * turn, calls before_poll (spins briefly while to_thread jobs are out,

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -425,103 +424,6 @@ void weft__body_init(weft_task *t, task_body *b) {
   t->scope = r;
 }
 
-static unsigned interest_of(const fd_entry *e) {
-  return (e->reader ? WEFT_READABLE : 0u) | (e->writer ? WEFT_WRITABLE : 0u);
-}
-
-void weft__fd_unwait(weft_task *t) {
-  weft_loop *L = t->loop;
-  task_body *b = weft__body(t);
-  fd_entry *e = &L->fds[b->wait_fd];
-  if (e->reader == t) e->reader = NULL;
-  if (e->writer == t) e->writer = NULL;
-  unsigned want = interest_of(e);
-  if (want != e->interest) {
-    /* The fd may have been closed meanwhile: epoll forgot it then. */
-    weft__poller_ctl(&L->poller, b->wait_fd, e->interest, want);
-    e->interest = want;
-  }
-  b->wait_fd = -1;
-  L->nfd_waiters--;
-}
-
-static void fd_unpark(weft_task *t) {
-  weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
-  weft__fd_unwait(t);
-}
-
-static int fd_table_grow(weft_loop *L, int fd) {
-  if ((size_t)fd < L->nfds_cap) return 0;
-  size_t cap = L->nfds_cap ? L->nfds_cap : 64;
-  while (cap <= (size_t)fd) cap *= 2;
-  fd_entry *a = realloc(L->fds, cap * sizeof *a);
-  if (!a) return -ENOMEM;
-  memset(a + L->nfds_cap, 0, (cap - L->nfds_cap) * sizeof *a);
-  L->fds = a;
-  L->nfds_cap = cap;
-  return 0;
-}
-
-int weft_wait_fd(int fd, int events, int64_t deadline) {
-  weft_loop *L = weft__tls_loop;
-  weft_task *t = L ? L->current : NULL;
-  if (!t) return WEFT_ENOTASK;
-  events &= WEFT_READABLE | WEFT_WRITABLE;
-  if (!events) return -EINVAL;
-  if (fd < 0 || fd == L->wake_fd) return -EBADF;
-  if (weft__checkpoint(t)) return -ECANCELED;
-  int rc = fd_table_grow(L, fd);
-  if (rc) return rc;
-  fd_entry *e = &L->fds[fd];
-  if (((events & WEFT_READABLE) && e->reader) ||
-      ((events & WEFT_WRITABLE) && e->writer))
-    return -EEXIST;
-  unsigned want = e->interest | (unsigned)events;
-  rc = weft__poller_ctl(&L->poller, fd, e->interest, want);
-  if (rc == -ENOENT && e->interest) /* closed and reopened meanwhile */
-    rc = weft__poller_ctl(&L->poller, fd, 0, want);
-  else if (rc == -EEXIST && !e->interest) /* registered, never known */
-    rc = weft__poller_ctl(&L->poller, fd, WEFT_READABLE, want);
-  if (rc) return rc;
-  e->interest = want;
-  if (events & WEFT_READABLE) e->reader = t;
-  if (events & WEFT_WRITABLE) e->writer = t;
-  task_body *b = weft__body(t);
-  b->wait_fd = fd;
-  b->wait_events = (unsigned)events;
-  L->nfd_waiters++;
-  if (deadline != WEFT_FOREVER) {
-    b->tm.when = deadline;
-    if (weft__timers_add(&L->timers, &b->tm) != 0) {
-      weft__fd_unwait(t);
-      return -ENOMEM;
-    }
-  }
-  return weft__park(L, t, fd_unpark);
-}
-
-static void fd_ready(weft_loop *L, int fd, unsigned ev) {
-  if (fd == L->wake_fd) {
-    uint64_t v;
-    ssize_t r = read(fd, &v, sizeof v);
-    (void)r;
-    atomic_store(&L->wake_pending, 0);
-    return;
-  }
-  if ((size_t)fd >= L->nfds_cap) return;
-  fd_entry *e = &L->fds[fd];
-  weft_task *w[2] = {(ev & WEFT_READABLE) ? e->reader : NULL,
-                     (ev & WEFT_WRITABLE) ? e->writer : NULL};
-  if (w[0] == w[1]) w[1] = NULL;
-  for (int i = 0; i < 2; i++) {
-    weft_task *t = w[i];
-    if (!t) continue;
-    unsigned got = ev & (weft__body(t)->wait_events | WEFT_ERROR | WEFT_HANGUP);
-    fd_unpark(t);
-    weft__wake(t, (int)got);
-  }
-}
-
 /* ---- the loop turn ---------------------------------------------------- */
 
 static void fire_timers(weft_loop *L) {
@@ -548,9 +450,11 @@ static void loop_turn(weft_loop *L) {
   }
   WEFT__INSTR(L, before_poll, timeout);
   weft__pevent ev[128];
-  int n = weft__poller_wait(&L->poller, ev, 128, timeout);
+  bool woken = false;
+  int n = weft__poller_wait(L->poller, ev, 128, timeout, &woken);
+  if (woken) atomic_store(&L->wake_pending, 0);
   WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
-  for (int i = 0; i < n; i++) fd_ready(L, ev[i].fd, ev[i].events);
+  for (int i = 0; i < n; i++) weft__fd_ready(L, ev[i].token, ev[i].events);
   weft__inbox_after_poll(L);
   if (timeout != 0) {
     L->now = weft__clock_sample(L);
@@ -600,19 +504,13 @@ static weft_loop *loop_new(const weft_config *cfg) {
   weft_loop *L = calloc(1, sizeof *L);
   if (!L) return NULL;
   L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
-  L->wake_fd = -1;
-  L->poller.fd = -1;
   weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
                     cfg->guard_pages != 0, L->debug);
   int err;
-  if ((err = weft__poller_create(&L->poller)) != 0) goto fail;
-  L->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (L->wake_fd < 0) {
+  if (!(L->poller = weft__poller_new())) {
     err = -errno;
     goto fail;
   }
-  if ((err = weft__poller_ctl(&L->poller, L->wake_fd, 0, WEFT_READABLE)) != 0)
-    goto fail;
   L->tsc_usable = tsc_invariant();
   weft__inbox_init(L);
   L->now = weft__clock_sample(L);
@@ -638,8 +536,6 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if (L->debug) weft__debug_start(L);
   return L;
 fail:
-  if (L->wake_fd >= 0) close(L->wake_fd);
-  weft__poller_destroy(&L->poller);
   weft__stacks_destroy(&L->stacks);
   free(L);
   errno = -err; /* EMFILE, ENFILE, ENOMEM... */
@@ -672,11 +568,11 @@ static void loop_free(weft_loop *L) {
   weft__groups_free(L);
   weft__timers_free(&L->timers);
   weft__stacks_destroy(&L->stacks);
-  weft__poller_destroy(&L->poller);
-  free(L->fds);
+  weft__poller_stop(L->poller);
+  weft__fds_free(L);
   weft__tls_loop = NULL;
-  /* The struct (and wake_fd, which holders of a reference may still
-   * write) lives until the last weft_loop_unref. */
+  /* The struct (and the poller's wake channel, which holders of a
+   * reference may still use) lives until the last weft_loop_unref. */
   weft_loop_unref(L);
 }
 

@@ -57,11 +57,8 @@ int weft__loop_post(weft_loop *L, weft__msg *m) {
     rc = -ESHUTDOWN;
   } else {
     push(L, m);
-    if (atomic_load(&L->polling) && !atomic_exchange(&L->wake_pending, 1)) {
-      uint64_t one = 1;
-      ssize_t r = write(L->wake_fd, &one, sizeof one);
-      (void)r; /* EAGAIN: the counter is full, so the loop wakes anyway */
-    }
+    if (atomic_load(&L->polling) && !atomic_exchange(&L->wake_pending, 1))
+      weft__poller_wake(L->poller);
   }
   atomic_fetch_sub_explicit(&L->inbox_pushers, 1, memory_order_release);
   return rc;
@@ -160,7 +157,7 @@ void weft_loop_unref(weft_loop *L) {
   if (atomic_fetch_sub_explicit(&L->refs, 1, memory_order_acq_rel) != 1)
     return;
   weft__futures_release(L);
-  close(L->wake_fd);
+  weft__poller_free(L->poller);
   free(L);
 }
 
