@@ -418,6 +418,11 @@ static inline void weft__exit_hook_add(weft_task *t, weft__watch *w) {
 WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 
 WEFT__HIDDEN int64_t weft__clock(void);
+/* x86-64 with an invariant TSC (clock.c): the fast clock may use it. */
+WEFT__HIDDEN bool weft__tsc_invariant(void);
+/* The scheduler (loop.c): runs tasks until `until` is done, or (NULL)
+ * until no task is left. On the thread's own stack (runner.c). */
+WEFT__HIDDEN void weft__run_until(weft_loop *L, weft_task *until);
 /* ns (a duration or a CLOCK_MONOTONIC time, >= 0) as a timespec. */
 static inline struct timespec weft__timespec(int64_t ns) {
   return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};

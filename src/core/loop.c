@@ -1,6 +1,9 @@
 /*
- * The loop: run queue, switching between tasks, timers, the poller, and
- * the life cycle of weft_run and the runner.
+ * The loop: the run queue, switching between tasks, sleeping, and the
+ * loop turn (due timers, the cross-thread inbox, the poller). Around it:
+ * fd.c (the tasks waiting on fds), clock.c (the clocks), fiber.h (what
+ * the sanitizers must be told at each switch), runner.c (weft_run and the
+ * runner: making, running and freeing a loop).
  *
  * Scheduling. A task that suspends (parks, yields or exits) switches
  * directly to the next ready task: one context switch per hand-off. Every
@@ -18,114 +21,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "core/fiber.h"
 #include "core/internal.h"
 
 __thread weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
-
-/* ---- sanitizer fiber annotations ------------------------------------ */
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WEFT_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer)
-#define WEFT_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define WEFT_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_TSAN 1
-#endif
-
-#ifdef WEFT_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#ifdef WEFT_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
-
-/* Per-loop sanitizer state: the scheduler's stack and fiber. */
-static __thread const void *sched_stack_lo __attribute__((tls_model("initial-exec")));
-static __thread size_t sched_stack_size __attribute__((tls_model("initial-exec")));
-#ifdef WEFT_TSAN
-static __thread void *sched_fiber __attribute__((tls_model("initial-exec")));
-static __thread void *zombie_fiber __attribute__((tls_model("initial-exec")));
-#endif
-
-int64_t weft__clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-int64_t weft_now(void) { return weft__clock(); }
-
-/*
- * A cheaper clock for relative deadlines (weft_scope_open_after,
- * weft_sleep). clock_gettime costs 17-28 ns on the VMs weft is measured
- * on, most of a timeout scope's budget; reading the TSC costs 7 ns. On
- * x86-64 with an invariant TSC, the loop calibrates ns per tick against
- * CLOCK_MONOTONIC (over at least 1 ms, refined at every loop turn over the
- * loop's whole life, from reads bracketed tightly enough to trust) and
- * extrapolates from the (clock, tsc) pair of the last loop turn, adding a
- * margin so that it errs late, never early. Until calibrated, and elsewhere, it is
- * clock_gettime. weft_now() always reads the real clock.
- */
-#if defined(__x86_64__)
-#include <cpuid.h>
-static bool tsc_invariant(void) {
-  unsigned a, b, c, d;
-  if (__get_cpuid_max(0x80000000, NULL) < 0x80000007) return false;
-  __cpuid(0x80000007, a, b, c, d);
-  (void)a, (void)b, (void)c;
-  return (d >> 8) & 1;
-}
-#else
-static bool tsc_invariant(void) { return false; }
-#endif
-
-/* A (clock, tsc) pair is trusted when the two TSC reads around the clock
- * read are at most TSC_BRACKET ticks apart (a clock read takes ~50 ticks;
- * more means the thread was interrupted), so its error is at most half of
- * that: ~0.4 us. Over the first TSC_CAL_NS that bounds the rate's error by
- * 4e-4 (typically 2e-5); every later loop turn refines it over the whole
- * life of the loop. */
-#define TSC_CAL_NS 1000000 /* calibrate over 1 ms at least */
-#define TSC_BRACKET 2000
-
-/* Reads the clock, and when the TSC is in use records a (clock, tsc) pair
- * and refines the rate. A pair whose clock read took too long (the thread
- * was preempted between the reads) is not used: it would skew the rate. */
-int64_t weft__clock_sample(weft_loop *L) {
-  if (!L->tsc_usable) return weft__clock();
-  uint64_t a = weft__tsc();
-  int64_t now = weft__clock();
-  uint64_t b = weft__tsc();
-  if (b - a > TSC_BRACKET) return now;
-  uint64_t tsc = a + (b - a) / 2;
-  if (!L->cal_ns) {
-    L->cal_ns = now;
-    L->cal_tsc = tsc;
-    return now;
-  }
-  int64_t dns = now - L->cal_ns;
-  uint64_t dtsc = tsc - L->cal_tsc;
-  if (dns < TSC_CAL_NS || dtsc == 0) return now;
-  L->tsc_mult = (uint64_t)(((unsigned __int128)dns << 32) / dtsc);
-  L->anchor_ns = now;
-  L->anchor_tsc = tsc;
-  return now;
-}
 
 weft_loop *weft_loop_current(void) { return weft__tls_loop; }
 
@@ -133,17 +36,7 @@ weft_loop *weft_loop_current(void) { return weft__tls_loop; }
 
 /* Runs on the far side of every switch, in the context that was resumed. */
 static inline void after_switch(weft_loop *L, void *fake) {
-#ifdef WEFT_ASAN
-  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#else
-  (void)fake;
-#endif
-#ifdef WEFT_TSAN
-  if (zombie_fiber) {
-    __tsan_destroy_fiber(zombie_fiber);
-    zombie_fiber = NULL;
-  }
-#endif
+  weft__fiber_after(fake);
   if (L->zombie) {
     weft__stack_put(&L->stacks, L->zombie);
     L->zombie = NULL;
@@ -154,19 +47,8 @@ static inline void after_switch(weft_loop *L, void *fake) {
  * NULL). `dying`: the current context will never be resumed. */
 static void do_switch(weft_loop *L, weft__ctx *from, weft_task *to, bool dying) {
   weft__ctx *dst = to ? &to->ctx : &L->sched_ctx;
-#ifdef WEFT_ASAN
-  void *fake = NULL;
-  const void *lo = to ? (const void *)to->stack->lo : sched_stack_lo;
-  size_t sz = to ? to->stack->size : sched_stack_size;
-  __sanitizer_start_switch_fiber(dying ? NULL : &fake, lo, sz);
-#else
-  void *fake = NULL;
-  (void)dying;
-#endif
-#ifdef WEFT_TSAN
-  if (dying) zombie_fiber = __tsan_get_current_fiber();
-  __tsan_switch_to_fiber(to ? weft__body(to)->san_fiber : sched_fiber, 0);
-#endif
+  void *fake;
+  weft__fiber_before(to, dying, &fake);
   weft__ctx_switch(from, dst);
   after_switch(L, fake);
 }
@@ -193,15 +75,9 @@ static bool prepare(weft_loop *L, weft_task *t) {
     return false;
   }
   t->stack = st;
-#ifdef WEFT_ASAN
-  /* A recycled stack still carries the redzones of its last task's frames. */
-  ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
-#endif
   task_body *b = weft__body(t);
   weft__body_init(t, b);
-#ifdef WEFT_TSAN
-  b->san_fiber = __tsan_create_fiber(0);
-#endif
+  weft__fiber_task_new(t);
   weft__ctx_init(&t->ctx, st->lo, (size_t)((char *)b - st->lo), weft__task_entry, t);
   return true;
 }
@@ -317,9 +193,7 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
     weft__debug_switch_check(L, t);
     weft__debug_task_exit(L, t);
   }
-#ifdef WEFT_TSAN
-  void *fiber = weft__body(t)->san_fiber;
-#endif
+  void *fiber = weft__fiber_of(t);
   weft__task_finish(L, t); /* may recycle the record: only st from here */
   weft_task *next = L->rq_head;
   if (likely(next && !next->stack && !root && L->budget > 0 &&
@@ -329,9 +203,7 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
     L->budget--;
     next->stack = st;
     weft__body_init(next, weft__body(next));
-#ifdef WEFT_TSAN
-    weft__body(next)->san_fiber = fiber;
-#endif
+    weft__fiber_give(next, fiber);
     begin_step(L, next);
     return next;
   }
@@ -464,7 +336,7 @@ static void loop_turn(weft_loop *L) {
 
 /* Runs the scheduler until `until` is done, or (until NULL) no task is
  * left. Called on the thread's own stack. */
-static void run_until(weft_loop *L, weft_task *until) {
+void weft__run_until(weft_loop *L, weft_task *until) {
   for (;;) {
     if (until ? until->state == T_DONE : L->ntasks == 0) return;
     if (!L->rq_head || L->budget <= 0) {
@@ -481,203 +353,3 @@ static void run_until(weft_loop *L, weft_task *until) {
   }
 }
 
-/* ---- life cycle -------------------------------------------------------- */
-
-void weft_config_init(weft_config *cfg) {
-  if (!cfg) return;
-  memset(cfg, 0, sizeof *cfg);
-  cfg->guard_pages = 1;
-  cfg->debug = -1;
-}
-
-static bool env_debug(void) {
-  const char *e = getenv("WEFT_DEBUG");
-  return e && *e && strcmp(e, "0") != 0;
-}
-
-static weft_loop *loop_new(const weft_config *cfg) {
-  weft_config def;
-  if (!cfg) {
-    weft_config_init(&def);
-    cfg = &def;
-  }
-  weft_loop *L = calloc(1, sizeof *L);
-  if (!L) return NULL;
-  L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
-  weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
-                    cfg->guard_pages != 0, L->debug);
-  int err;
-  if (!(L->poller = weft__poller_new())) {
-    err = -errno;
-    goto fail;
-  }
-  L->tsc_usable = tsc_invariant();
-  weft__inbox_init(L);
-  L->now = weft__clock_sample(L);
-  if (cfg->instrument) {
-    L->instr[L->ninstr].ins = cfg->instrument;
-    L->instr[L->ninstr++].arg = cfg->instrument_arg;
-  }
-  {
-    pthread_attr_t a;
-    void *lo = NULL;
-    size_t sz = 0;
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
-      pthread_attr_getstack(&a, &lo, &sz);
-      pthread_attr_destroy(&a);
-    }
-    sched_stack_lo = lo;
-    sched_stack_size = sz;
-  }
-#ifdef WEFT_TSAN
-  sched_fiber = __tsan_get_current_fiber();
-#endif
-  weft__tls_loop = L;
-  if (L->debug) weft__debug_start(L);
-  return L;
-fail:
-  weft__stacks_destroy(&L->stacks);
-  free(L);
-  errno = -err; /* EMFILE, ENFILE, ENOMEM... */
-  return NULL;
-}
-
-/* Cancels every task left, runs until all have finished, frees it all. */
-static void loop_free(weft_loop *L) {
-  L->stopping = true;
-  for (weft_task *t = L->all_head; t; t = t->all_next)
-    if (t->state != T_DONE) weft__task_cancel(t);
-  /* Other threads' messages that arrive meanwhile are still handled;
-   * closing the inbox may run callbacks that spawn tasks: reap those too. */
-  do run_until(L, NULL);
-  while (weft__inbox_close(L));
-  /* asyncio.run's shutdown_default_executor: wait for the jobs left
-   * behind; the last loop using the pool stops it. Before the frees, so
-   * that a pool thread that is still polling ends at once and the
-   * munmaps below have no pool thread to shoot TLBs down on. */
-  weft__default_pool_leave();
-  if (L->debug) weft__debug_stop(L);
-  for (weft_task *t = L->all_head, *n; t; t = n) {
-    n = t->all_next;
-    weft__task_free(L, t);
-  }
-  for (task_chunk *c = L->chunks, *n; c; c = n) {
-    n = c->next;
-    munmap(c, c->bytes);
-  }
-  weft__groups_free(L);
-  weft__timers_free(&L->timers);
-  weft__stacks_destroy(&L->stacks);
-  weft__poller_stop(L->poller);
-  weft__fds_free(L);
-  weft__tls_loop = NULL;
-  /* The struct (and the poller's wake channel, which holders of a
-   * reference may still use) lives until the last weft_loop_unref. */
-  weft_loop_unref(L);
-}
-
-static weft_task *spawn_root(weft_loop *L, weft_fn fn, void *arg) {
-  weft_spawn_opts o = {.name = "main"};
-  weft_task *t = weft__task_new(L, fn, arg, &o);
-  if (!t) return NULL;
-  t->flags |= TF_HANDLE | TF_ROOT;
-  WEFT__INSTR(L, task_spawned, t);
-  weft__ready(L, t);
-  return t;
-}
-
-/* Runs fn as a root task to completion; returns its result. */
-static int run_root(weft_loop *L, weft_fn fn, void *arg) {
-  weft_task *t = spawn_root(L, fn, arg);
-  if (!t) return -ENOMEM;
-  run_until(L, t);
-  int rc = t->result;
-  t->flags &= ~TF_HANDLE;
-  weft__task_free(L, t);
-  return rc;
-}
-
-int weft_run_with(const weft_config *cfg, weft_fn main, void *arg) {
-  if (!main) return -EINVAL;
-  if (weft__tls_loop) return -EBUSY;
-  weft_loop *L = loop_new(cfg);
-  if (!L) return -errno;
-  int rc = run_root(L, main, arg);
-  loop_free(L);
-  return rc;
-}
-
-int weft_run(weft_fn main, void *arg) { return weft_run_with(NULL, main, arg); }
-
-struct weft_runner {
-  weft_loop *loop;
-  pthread_t thread;
-};
-
-weft_runner *weft_runner_open(const weft_config *cfg) {
-  if (weft__tls_loop) {
-    errno = EBUSY;
-    return NULL;
-  }
-  weft_runner *r = malloc(sizeof *r);
-  if (!r) return NULL;
-  r->loop = loop_new(cfg);
-  if (!r->loop) {
-    int e = errno;
-    free(r);
-    errno = e;
-    return NULL;
-  }
-  r->thread = pthread_self();
-  return r;
-}
-
-static int runner_check(weft_runner *r) {
-  if (!r) return -EINVAL;
-  if (!pthread_equal(r->thread, pthread_self()) || weft__tls_loop != r->loop)
-    return WEFT_ELOOP;
-  if (r->loop->current) return -EBUSY;
-  return 0;
-}
-
-int weft_runner_run(weft_runner *r, weft_fn fn, void *arg) {
-  int rc = runner_check(r);
-  if (rc) return rc;
-  if (!fn) return -EINVAL;
-  return run_root(r->loop, fn, arg);
-}
-
-int weft_runner_close(weft_runner *r) {
-  int rc = runner_check(r);
-  if (rc) return rc;
-  loop_free(r->loop);
-  free(r);
-  return 0;
-}
-
-/* ---- instruments ------------------------------------------------------- */
-
-int weft_instrument_add(const weft_instrument *ins, void *arg) {
-  weft_loop *L = weft__tls_loop;
-  if (!ins) return -EINVAL;
-  if (!L) return WEFT_ENOTASK;
-  if (L->ninstr == WEFT__MAX_INSTR) return -ENOSPC;
-  L->instr[L->ninstr].ins = ins;
-  L->instr[L->ninstr++].arg = arg;
-  return 0;
-}
-
-int weft_instrument_remove(const weft_instrument *ins, void *arg) {
-  weft_loop *L = weft__tls_loop;
-  if (!ins) return -EINVAL;
-  if (!L) return WEFT_ENOTASK;
-  for (int i = 0; i < L->ninstr; i++) {
-    if (L->instr[i].ins == ins && L->instr[i].arg == arg) {
-      memmove(&L->instr[i], &L->instr[i + 1],
-              (size_t)(L->ninstr - i - 1) * sizeof L->instr[0]);
-      L->ninstr--;
-      return 0;
-    }
-  }
-  return -ENOENT;
-}
