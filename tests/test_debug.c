@@ -201,3 +201,37 @@ Test(debug, guard_fallback_reported, .timeout = 60) {
   else
     cr_assert_not_null(strstr(r.out, "no guard page"), "%s", r.out);
 }
+
+/* Checkpoints called outside a task (here from a timer callback, on the
+ * loop's thread but in no task) go through the one misuse path: debug
+ * mode names each function. */
+static void misuse_cb(void *arg) {
+  int *rc = arg;
+  rc[0] = weft_yield();
+  rc[1] = weft_sleep(1);
+  rc[2] = weft_sleep_until(0);
+  rc[3] = weft_check_cancel();
+  rc[4] = weft_wait_fd(0, WEFT_READABLE, 0);
+}
+static int misuse_main(void *arg) {
+  (void)arg;
+  static int rc[5];
+  weft_call_handle h = {0};
+  weft_call_later(&h, 0, misuse_cb, rc);
+  weft_sleep(WEFT_MS(5));
+  for (int i = 0; i < 5; i++)
+    if (rc[i] != WEFT_ENOTASK) return -EPROTO;
+  return 0;
+}
+
+Test(debug, checkpoints_outside_task_named, .timeout = 10) {
+  weft_config c = config(1);
+  child_run r;
+  run_child(&c, misuse_main, NULL, &r);
+  cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s", r.out);
+  const char *names[] = {"weft_yield", "weft_sleep", "weft_sleep_until",
+                         "weft_check_cancel", "weft_wait_fd"};
+  for (int i = 0; i < 5; i++)
+    cr_assert_not_null(strstr(r.out, names[i]), "no report for %s: %s",
+                       names[i], r.out);
+}

@@ -219,7 +219,7 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
 int weft_yield(void) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
-  if (unlikely(!t)) return WEFT_ENOTASK;
+  if (unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
   if (unlikely(weft__checkpoint(t))) return -ECANCELED;
   if (t->nunarmed) weft__arm_deadlines(L, t);
   /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
@@ -230,7 +230,7 @@ int weft_yield(void) {
 
 int weft_check_cancel(void) {
   weft_task *t = weft__cur();
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   return weft__checkpoint(t);
 }
 
@@ -250,14 +250,14 @@ static int sleep_until(weft_loop *L, weft_task *t, int64_t deadline) {
 int weft_sleep_until(int64_t deadline) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   return sleep_until(L, t, deadline);
 }
 
 int weft_sleep(int64_t duration) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
-  if (!t) return WEFT_ENOTASK;
+  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   return sleep_until(L, t, weft__deadline_after(L, duration));
 }
 

@@ -151,23 +151,23 @@ weft_runner *weft_runner_open(const weft_config *cfg) {
   return r;
 }
 
-static int runner_check(weft_runner *r) {
+static int runner_check(weft_runner *r, const char *func) {
   if (!r) return -EINVAL;
   if (!pthread_equal(r->thread, pthread_self()) || weft__tls_loop != r->loop)
-    return WEFT_ELOOP;
+    return weft__misuse(func, WEFT_ELOOP);
   if (r->loop->current) return -EBUSY;
   return 0;
 }
 
 int weft_runner_run(weft_runner *r, weft_fn fn, void *arg) {
-  int rc = runner_check(r);
+  int rc = runner_check(r, __func__);
   if (rc) return rc;
   if (!fn) return -EINVAL;
   return run_root(r->loop, fn, arg);
 }
 
 int weft_runner_close(weft_runner *r) {
-  int rc = runner_check(r);
+  int rc = runner_check(r, __func__);
   if (rc) return rc;
   loop_free(r->loop);
   free(r);
@@ -179,7 +179,7 @@ int weft_runner_close(weft_runner *r) {
 int weft_instrument_add(const weft_instrument *ins, void *arg) {
   weft_loop *L = weft__tls_loop;
   if (!ins) return -EINVAL;
-  if (!L) return WEFT_ENOTASK;
+  if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   if (L->ninstr == WEFT__MAX_INSTR) return -ENOSPC;
   L->instr[L->ninstr].ins = ins;
   L->instr[L->ninstr++].arg = arg;
@@ -189,7 +189,7 @@ int weft_instrument_add(const weft_instrument *ins, void *arg) {
 int weft_instrument_remove(const weft_instrument *ins, void *arg) {
   weft_loop *L = weft__tls_loop;
   if (!ins) return -EINVAL;
-  if (!L) return WEFT_ENOTASK;
+  if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   for (int i = 0; i < L->ninstr; i++) {
     if (L->instr[i].ins == ins && L->instr[i].arg == arg) {
       memmove(&L->instr[i], &L->instr[i + 1],
