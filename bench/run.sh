@@ -6,14 +6,17 @@
 # program's own), prints every raw JSON line to stderr and a Markdown table of
 # medians, ratios and the targets to stdout.
 #
-# Usage: bench/run.sh [WORKLOAD...]   (default: all; `submit`, `call_later`
-#        and `sleeper_task` are weft only)
+# Usage: bench/run.sh [WORKLOAD...]   (default: all; `submit`, `call_later`,
+#        `sleeper_task` and `fdwait` are weft only)
 # Env:   REPS=3         runs per (peer, workload); the median run is reported
 #        PIN=1          run both under `taskset -c 1` (PIN=CPU picks another CPU)
 #        PEERS_DIR=...  the peer kit (default: ../../shared/bench/peers from this script's folder)
 #        WEFT_BENCH=... a weft-bench binary to use instead of building one
 #        BUILD_DIR=...  where to build it (default: build-bench/, always Release)
 #        RAW=file       also keep the raw JSON lines in this file
+#        NO_GO=1        weft only: neither install, build nor run the Go peer
+#                       (also what happens, with a warning, when `go` is
+#                       missing and installing golang-go fails)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +26,7 @@ reps=${REPS:-3}
 workloads=("$@")
 [ ${#workloads[@]} -gt 0 ] ||
   workloads=(spawn switch sleepers idle timeout queue semaphore gather to_thread submit
-             call_later sleeper_task)
+             call_later sleeper_task fdwait)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -44,11 +47,18 @@ else
 fi
 [ -n "${weft:-}" ] && [ -x "$weft" ] || { echo "run.sh: no weft-bench binary found" >&2; exit 1; }
 
-if ! command -v go >/dev/null; then
-  apt-get update >&2 && apt-get install -y golang-go >&2
+go_peer=1
+if [ -n "${NO_GO:-}" ]; then
+  go_peer=
+elif ! command -v go >/dev/null &&
+     ! { apt-get update >&2 && apt-get install -y golang-go >&2; }; then
+  echo "run.sh: WARNING: no go and golang-go would not install: weft only" >&2
+  go_peer=
 fi
-[ -f "$peers_dir/go/micro.go" ] || { echo "run.sh: no peer kit at $peers_dir (set PEERS_DIR)" >&2; exit 1; }
-(cd "$peers_dir/go" && GOCACHE=${GOCACHE:-$tmp/gocache} go build -o "$tmp/micro-go" micro.go) >&2
+if [ -n "$go_peer" ]; then
+  [ -f "$peers_dir/go/micro.go" ] || { echo "run.sh: no peer kit at $peers_dir (set PEERS_DIR)" >&2; exit 1; }
+  (cd "$peers_dir/go" && GOCACHE=${GOCACHE:-$tmp/gocache} go build -o "$tmp/micro-go" micro.go) >&2
+fi
 
 pin=()
 [ -z "${PIN:-}" ] || pin=(taskset -c "$PIN")
@@ -56,8 +66,9 @@ pin=()
 run_one() {  # PEER WORKLOAD -> one JSON line
   case $1 in
     weft) env -u WEFT_DEBUG "${pin[@]}" "$weft" "$2" ;;  # debug mode would measure its checks
-    go)   case $2 in  # weft-only workloads: no Go line
-            submit | call_later | sleeper_task) ;;
+    go)   [ -n "$go_peer" ] || return 0  # NO_GO: no Go line
+          case $2 in  # weft-only workloads: no Go line
+            submit | call_later | sleeper_task | fdwait) ;;
             *) GOMAXPROCS=1 "${pin[@]}" "$tmp/micro-go" "$2" ;;
           esac ;;
   esac
@@ -65,7 +76,7 @@ run_one() {  # PEER WORKLOAD -> one JSON line
 
 {
   echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(go version); weft-bench: $weft${PIN:+; pinned to CPU $PIN}"
+  echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(if [ -n "$go_peer" ]; then go version; else echo "Go peer not run"; fi); weft-bench: $weft${PIN:+; pinned to CPU $PIN}"
 } >&2
 
 for rep in $(seq "$reps"); do  # repetitions outermost, so slow drift hits both alike
@@ -105,6 +116,8 @@ targets = {
 def ns(x): return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
 reps = max((len(v) for v in runs.values()), default=0)
 print(f"Median of {reps} runs per cell; ns/op = wall / n (sleepers: (wall - 1 s) / n).\n")
+if not any(peer == "go" for peer, _ in runs):
+    print("Go peer not run (NO_GO=1, or no Go): weft only.\n")
 print("| workload | weft ns/op | go ns/op | weft/go | target | met |")
 print("|---|---|---|---|---|---|")
 for w in sys.argv[2:]:

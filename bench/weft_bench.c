@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "weft.h"
 
@@ -602,6 +604,93 @@ static int w_submit(struct bench *b) {
 }
 
 /* ------------------------------------------------------------------ */
+/* fdwait: n round trips of weft_wait_fd over a socketpair            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * weft only (no peer line). A socketpair (AF_UNIX, SOCK_STREAM, both ends
+ * non-blocking), two tasks in a group:
+ *   pinger: n x {write 1 byte to end 0; weft_wait_fd(end 0, READABLE);
+ *                read 1 byte (and check it is the byte it sent)}
+ *   echoer: n x {weft_wait_fd(end 1, READABLE); read 1 byte; write it back}
+ * ns_per_op = wall / n round trips (two waits, two reads, two writes and
+ * two wake-ups each). The socketpair is made before the clock and closed
+ * after it. A read that finds nothing (EAGAIN after a wake-up) waits again,
+ * as any caller of weft_wait_fd must; level-triggered readiness should
+ * never make it happen.
+ */
+struct fdwait_state {
+  int fd[2];
+  long n;
+};
+
+/* Waits until fd is readable and reads one byte into *c. */
+static int fd_read1(int fd, unsigned char *c) {
+  for (;;) {
+    int ev = weft_wait_fd(fd, WEFT_READABLE, WEFT_FOREVER);
+    if (ev < 0) return fail("weft_wait_fd", ev);
+    ssize_t r = read(fd, c, 1);
+    if (r == 1) return 0;
+    if (r == 0) return fail("read: end of stream", -EPIPE);
+    if (errno != EAGAIN && errno != EINTR) return fail("read", -errno);
+  }
+}
+
+static int fd_write1(int fd, unsigned char c) {
+  ssize_t r;
+  do r = write(fd, &c, 1);
+  while (r < 0 && errno == EINTR);
+  /* One byte in flight at a time: the buffer never fills. */
+  return r == 1 ? 0 : fail("write", r < 0 ? -errno : -EIO);
+}
+
+static int fd_pinger(void *arg) {
+  struct fdwait_state *st = arg;
+  for (long i = 0; i < st->n; i++) {
+    unsigned char out = (unsigned char)i, in;
+    int rc = fd_write1(st->fd[0], out);
+    if (!rc) rc = fd_read1(st->fd[0], &in);
+    if (rc) return rc;
+    if (in != out) return fail("fdwait: echoed byte differs", -EPROTO);
+  }
+  return 0;
+}
+
+static int fd_echoer(void *arg) {
+  struct fdwait_state *st = arg;
+  for (long i = 0; i < st->n; i++) {
+    unsigned char c;
+    int rc = fd_read1(st->fd[1], &c);
+    if (!rc) rc = fd_write1(st->fd[1], c);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int w_fdwait(struct bench *b) {
+  struct fdwait_state st = {.n = b->n};
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                 st.fd) != 0)
+    return fail("socketpair", -errno);
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  int rc = g ? 0 : fail("weft_group_open", -errno);
+  if (g) {
+    if (!weft_group_spawn(g, fd_echoer, &st, NULL) ||
+        !weft_group_spawn(g, fd_pinger, &st, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+    }
+    int crc = close_group(g);
+    if (!rc) rc = crc;
+  }
+  b->wall = now_s() - t0;
+  close(st.fd[0]);
+  close(st.fd[1]);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* The table                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -623,6 +712,7 @@ static const struct workload {
     {"queue", 1000000, w_queue},
     {"semaphore", 100000, w_semaphore},
     {"gather", 100000, w_gather},
+    {"fdwait", 100000, w_fdwait},
 };
 
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
