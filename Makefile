@@ -4,6 +4,8 @@
 #   make test       build everything, run the whole suite
 #   make asan       the suite under AddressSanitizer + UBSan   (build-asan/)
 #   make tsan       the suite under ThreadSanitizer (shim)     (build-tsan/)
+#   make core       the library without src/thread/, and the tests and
+#                   examples that do not use it                (build-core/)
 #   make valgrind   the suite under valgrind (Criterion shim)  (build-valgrind/)
 #   make aarch64    cross-build, run the tests under qemu-aarch64 (build-aarch64/)
 #   make consumer   install to a temp prefix, build tests/consumer with
@@ -28,7 +30,7 @@ DEPS := scripts/deps.sh
 CTEST_ARGS := --output-on-failure -j$(JOBS)
 
 .PHONY: all demo test check build configure asan tsan valgrind aarch64 \
-        consumer bench soak install clean deps
+        core consumer bench soak install clean deps
 
 all: build
 
@@ -93,6 +95,14 @@ tsan: deps
 	TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
 	  $(CTEST) --test-dir build-tsan $(CTEST_ARGS)
 
+# Core stands without the thread layer (WEFT_THREAD=OFF leaves src/thread/
+# out, and every test, example or bench that calls a function of
+# include/weft/thread.h: see CMakeLists.txt). A plain build, no sanitizer.
+core: deps
+	$(CMAKE) -S . -B build-core -DWEFT_THREAD=OFF $(CMAKE_FLAGS)
+	$(CMAKE) --build build-core -j$(JOBS)
+	$(CTEST) --test-dir build-core $(CTEST_ARGS)
+
 # Criterion's runner does not survive valgrind well; the shim forks one
 # child per test, which valgrind follows.
 valgrind:
@@ -120,4 +130,5 @@ install: build
 	$(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-consumer build-asan build-tsan build-valgrind build-aarch64 build-consumer build-ucontext
+	rm -rf $(BUILD) $(BUILD)-consumer build-asan build-tsan build-valgrind build-aarch64 build-consumer build-ucontext \
+	  build-core

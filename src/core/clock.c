@@ -31,7 +31,7 @@ int64_t weft_now(void) { return weft__clock(); }
 #include <cpuid.h>
 bool weft__tsc_invariant(void) {
   unsigned a, b, c, d;
-  if (__get_cpuid_max(0x80000000, NULL) < 0x80000007) return false;
+  if ((unsigned)__get_cpuid_max(0x80000000, NULL) < 0x80000007u) return false;
   __cpuid(0x80000007, a, b, c, d);
   (void)a, (void)b, (void)c;
   return (d >> 8) & 1;

@@ -6,6 +6,7 @@
 #define WEFT_CORE_INTERNAL_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,7 +74,11 @@ enum {
   TF_STARTING = 1u << 2, /* group_start child that has not reported ready */
   TF_ROOT = 1u << 3,     /* root task of weft_run / runner */
   TF_CANCEL = 1u << 4,   /* cancelled before it first ran */
-  TF_SUBMITTED = 1u << 5, /* weft_loop_submit's: its arg is the future */
+  /* Bits 12-15: 1 + the id of the upper layer that owns the task (0:
+   * none), whose task_exit hook is told when it finishes: see
+   * weft__task_set_owner. */
+  TF_OWNER_SHIFT = 12,
+  TF_OWNER = 0xfu << TF_OWNER_SHIFT,
 };
 
 typedef struct done_cb {
@@ -173,6 +178,8 @@ _Static_assert(sizeof(weft_task) <= 128 + sizeof(weft__ctx) - sizeof(void *),
 /* ---- loop ------------------------------------------------------------ */
 
 #define WEFT__MAX_INSTR 8
+#define WEFT__MAX_LAYERS 8 /* weft__layer registrations: room for all the
+                              library's upper layers make */
 #define WEFT__BUDGET 64 /* dispatches between two looks at timers and I/O */
 
 typedef struct instr_slot {
@@ -187,8 +194,8 @@ typedef struct task_chunk {
   size_t bytes;
 } task_chunk;
 
-/* A message from another thread to a loop (src/thread/inbox.c): `run` is
- * called on the loop's thread, between tasks (L->current is NULL). */
+/* A message from another thread to a loop (inbox.c): `run` is called on
+ * the loop's thread, between tasks (L->current is NULL). */
 typedef struct weft__msg {
   struct weft__msg *_Atomic next;
   void (*run)(weft_loop *L, struct weft__msg *m);
@@ -237,15 +244,17 @@ struct weft_loop {
   char debug_hw_task[64];
   void *altstack;
   void *old_segv;         /* struct sigaction saved by debug mode */
-  /* Threads (src/thread/): loop-thread-only counters, then what other
+  /* Upper layers' own data for this loop, by layer id (see weft__layer):
+   * set by their loop_start, read-only afterwards (other threads may
+   * read it), let go of by their loop_release. */
+  void *layer_data[WEFT__MAX_LAYERS];
+  /* Other threads (inbox.c): loop-thread-only fields, then what other
    * threads write, on a cache line of its own. */
-  int nthread_jobs;       /* to_thread jobs awaited: spin before sleeping */
+  int nexpected;          /* messages expected soon from other threads
+                             (an upper layer counts what it awaits): the
+                             loop polls its inbox a while before sleeping */
   int refs_drop;          /* references given back lazily by the loop */
   weft__msg *inbox_head;  /* the inbox's consumer end */
-  /* Freed future records (src/thread/future.c): pushed by the loop,
-   * taken all at once by submitting threads. */
-  void *_Atomic spare_futures;
-  int nspare_futures;     /* about how many (loop thread only) */
   char xpad_[64];
   weft__msg *_Atomic inbox_tail; /* MPSC queue (Vyukov); producers' end */
   atomic_int inbox_pushers; /* posts under way */
@@ -311,11 +320,14 @@ WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
 WEFT__HIDDEN void weft__fd_ready(weft_loop *L, uint64_t token, unsigned ev);
 WEFT__HIDDEN void weft__fds_free(weft_loop *L);
 
-/* Cross-thread inbox (src/thread/inbox.c). The loop drains it at every
- * turn, calls before_poll (spins briefly while to_thread jobs are out,
- * then announces the sleep so that posters write the eventfd) and
- * after_poll around a poll, and closes it while it is being freed (true:
- * what was left made tasks; run them and close again). */
+/* Cross-thread inbox and loop references (inbox.c). Other threads post
+ * messages (weft__loop_post: 0, or -ESHUTDOWN once the loop is being
+ * freed, when the poster deals with its message itself). The loop drains
+ * the inbox at every turn, calls before_poll (polls the inbox a while if
+ * L->nexpected, then announces the sleep so that posters wake the
+ * poller, then runs the layers' before_sleep) and after_poll around a
+ * poll, and closes it while it is being freed (true: what was left made
+ * tasks; run them and close again). */
 static inline bool weft__inbox_pending_mo(weft_loop *L, memory_order mo) {
   return L->inbox_head != &L->inbox_anchor ||
          atomic_load_explicit(&L->inbox_tail, mo) != &L->inbox_anchor;
@@ -323,24 +335,92 @@ static inline bool weft__inbox_pending_mo(weft_loop *L, memory_order mo) {
 static inline bool weft__inbox_pending(weft_loop *L) {
   return weft__inbox_pending_mo(L, memory_order_relaxed);
 }
+/* The inbox is closed: a post would fail (on the loop's thread, a hint
+ * that a reply posted later could not be delivered). */
+static inline bool weft__inbox_closed(weft_loop *L) {
+  return atomic_load_explicit(&L->inbox_closed, memory_order_relaxed);
+}
 WEFT__HIDDEN void weft__inbox_init(weft_loop *L);
-/* Spare future records of a loop (future.c): trims the surplus (when
- * the loop is about to sleep), frees them all (the loop is released). */
-WEFT__HIDDEN void weft__futures_trim(weft_loop *L);
-/* A TF_SUBMITTED task finished (ran or not): completes its future. */
-WEFT__HIDDEN void weft__submitted_exit(weft_loop *L, weft_task *t);
-WEFT__HIDDEN void weft__futures_flush(weft_loop *L);
-WEFT__HIDDEN void weft__futures_release(weft_loop *L);
 WEFT__HIDDEN int weft__loop_post(weft_loop *L, weft__msg *m);
 WEFT__HIDDEN void weft__inbox_drain(weft_loop *L);
 WEFT__HIDDEN int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout);
 WEFT__HIDDEN void weft__inbox_after_poll(weft_loop *L);
 WEFT__HIDDEN bool weft__inbox_close(weft_loop *L);
-/* Thread pool (pool.c): the calling thread's loop has ended. If it used
- * the default pool and was the last loop to, stops the pool's threads and
- * joins them, after the jobs still running (their callers were
- * cancelled) have finished. The next job starts threads again. */
-WEFT__HIDDEN void weft__default_pool_leave(void);
+/* Gives back a reference to L (weft_loop_unref) on L's thread while L
+ * runs, without an atomic operation: counted, and returned all at once
+ * after the messages of the next drain. */
+static inline void weft__loop_unref_lazy(weft_loop *L) { L->refs_drop++; }
+
+/*
+ * Upper layers' hooks. Core names no layer above it. A layer (a folder
+ * of src/ above core, or one file of it) that keeps state per loop, or
+ * must act at points of a loop's life, registers a weft__layer and gets
+ * an id: its per-loop data lives in L->layer_data[id], and a task it
+ * owns carries the id in its flags (weft__task_set_owner). Every hook is
+ * optional (NULL).
+ *
+ * Layers register from a constructor (WEFT__LAYER_CTOR, in the object
+ * file whose code needs the hooks), so that all of them are registered
+ * before any loop exists (no lock: nothing reads the table meanwhile),
+ * and a program linked with libweft.a, which pulls in only the object
+ * files it uses, gets exactly the hooks of those. The constructors have
+ * the first priority open to programs: in a static link they run before
+ * the program's own constructors (which run first in link order
+ * otherwise), in case one of those runs a loop; libweft.so's run before
+ * the program's anyway. The order among layers is that of the
+ * constructors (link order): no layer may rely on it. WEFT__MAX_LAYERS
+ * has room for every registration in the library, so registering does
+ * not fail there.
+ */
+typedef struct weft__layer {
+  /* loop_new, on the loop's thread, before any task and before L is
+   * the thread's loop: may set L->layer_data[id]. 0, or -errno: then the
+   * loop is not made (the layers whose loop_start ran before get their
+   * loop_release). */
+  int (*loop_start)(weft_loop *L);
+  /* The loop is about to sleep in the poller (nothing ready, nothing in
+   * the inbox): a time to give back caches. */
+  void (*before_sleep)(weft_loop *L);
+  /* The loop is being freed, on its thread (L still its current loop):
+   * every task has finished and the inbox is closed, nothing is freed
+   * yet. A layer waits here for work of its own the loop left behind. */
+  void (*loop_stop)(weft_loop *L);
+  /* The last reference to L is gone (on any thread; after loop_stop),
+   * or loop_new failed after this layer's loop_start: L's struct is
+   * freed right after. Lets go of L->layer_data[id]. */
+  void (*loop_release)(weft_loop *L);
+  /* A task the layer owns finished (ran or not), on the loop's thread,
+   * inside weft__task_finish (as a group child's exit is reported): its
+   * result is set; it may not block. */
+  void (*task_exit)(weft_loop *L, weft_task *t);
+} weft__layer;
+
+#define WEFT__LAYER_CTOR __attribute__((constructor(101)))
+/* Registers ly (static storage). Its id (0 .. WEFT__MAX_LAYERS - 1), or
+ * -ENOSPC. From a WEFT__LAYER_CTOR function only (inbox.c). */
+WEFT__HIDDEN int weft__layer_register(const weft__layer *ly);
+extern const weft__layer *weft__layers[WEFT__MAX_LAYERS] WEFT__HIDDEN;
+extern int weft__nlayers WEFT__HIDDEN;
+/* loop_new: the loop_start hooks, in registration order (0, or the
+ * first error, after the loop_release of those that ran); loop_free: the
+ * loop_stop hooks, in reverse. weft_loop_unref runs the loop_release
+ * hooks (reverse), the inbox the before_sleep ones. */
+WEFT__HIDDEN int weft__layers_start(weft_loop *L);
+WEFT__HIDDEN void weft__layers_stop(weft_loop *L);
+/* Marks t (not started yet) as owned by layer `id`. */
+static inline void weft__task_set_owner(weft_task *t, int id) {
+  t->flags = (uint16_t)((t->flags & ~TF_OWNER) |
+                        (unsigned)(id + 1) << TF_OWNER_SHIFT);
+}
+_Static_assert(WEFT__MAX_LAYERS <= (TF_OWNER >> TF_OWNER_SHIFT),
+               "too many layers for TF_OWNER");
+/* The layer that owns finished task t: its task_exit hook (in
+ * weft__task_finish). */
+static inline void weft__task_owner_exit(weft_loop *L, weft_task *t) {
+  const weft__layer *ly =
+      weft__layers[((t->flags & TF_OWNER) >> TF_OWNER_SHIFT) - 1];
+  if (ly->task_exit) ly->task_exit(L, t);
+}
 
 /* Errors (error.c) */
 WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
@@ -420,6 +500,49 @@ WEFT__HIDDEN void weft__task_cancel(weft_task *t);
 WEFT__HIDDEN int64_t weft__clock(void);
 /* x86-64 with an invariant TSC (clock.c): the fast clock may use it. */
 WEFT__HIDDEN bool weft__tsc_invariant(void);
+
+/*
+ * Spinning before sleeping. Waking a thread that sleeps on the other,
+ * halted vCPU costs tens of microseconds on the VMs weft is measured on;
+ * a hand-off to a thread that is still polling costs a cache-line
+ * transfer. So a loop that expects a message soon (L->nexpected) polls
+ * its inbox for a short while before it sleeps, and an upper layer's own
+ * threads may poll for their work the same way. Between short rounds of
+ * polling they yield the CPU: when the other thread shares it (taskset
+ * -c 1, or the scheduler put both there), that is what lets it run;
+ * otherwise sched_yield returns at once. With one usable CPU they only
+ * yield.
+ */
+#define WEFT__SPIN_LOOP_NS 20000 /* loop expecting a message (nexpected) */
+#define WEFT__SPIN_ROUND 8       /* polls between two yields */
+
+/* CPUs this process may run on (sched_getaffinity), at least 1 (inbox.c). */
+WEFT__HIDDEN int weft__ncpu(void);
+
+static inline void weft__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Polls ready(arg) for at most budget_ns: true as soon as it holds. */
+static inline bool weft__spin(bool (*ready)(void *), void *arg,
+                              int64_t budget_ns) {
+  if (budget_ns <= 0) return false;
+  int64_t start = weft__clock();
+  int round = weft__ncpu() > 1 ? WEFT__SPIN_ROUND : 1;
+  for (;;) {
+    for (int i = 0; i < round; i++) {
+      if (ready(arg)) return true;
+      weft__cpu_relax();
+    }
+    if (weft__clock() - start >= budget_ns) return ready(arg);
+    sched_yield();
+  }
+}
+
 /* The scheduler (loop.c): runs tasks until `until` is done, or (NULL)
  * until no task is left. On the thread's own stack (runner.c). */
 WEFT__HIDDEN void weft__run_until(weft_loop *L, weft_task *until);

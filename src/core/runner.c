@@ -45,6 +45,7 @@ static weft_loop *loop_new(const weft_config *cfg) {
   }
   L->tsc_usable = weft__tsc_invariant();
   weft__inbox_init(L);
+  if ((err = weft__layers_start(L)) != 0) goto fail;
   L->now = weft__clock_sample(L);
   if (cfg->instrument) {
     L->instr[L->ninstr].ins = cfg->instrument;
@@ -55,6 +56,10 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if (L->debug) weft__debug_start(L);
   return L;
 fail:
+  if (L->poller) {
+    weft__poller_stop(L->poller);
+    weft__poller_free(L->poller);
+  }
   weft__stacks_destroy(&L->stacks);
   free(L);
   errno = -err; /* EMFILE, ENFILE, ENOMEM... */
@@ -70,11 +75,12 @@ static void loop_free(weft_loop *L) {
    * closing the inbox may run callbacks that spawn tasks: reap those too. */
   do weft__run_until(L, NULL);
   while (weft__inbox_close(L));
-  /* asyncio.run's shutdown_default_executor: wait for the jobs left
-   * behind; the last loop using the pool stops it. Before the frees, so
-   * that a pool thread that is still polling ends at once and the
-   * munmaps below have no pool thread to shoot TLBs down on. */
-  weft__default_pool_leave();
+  /* The upper layers' part of the end (asyncio.run's
+   * shutdown_default_executor: a layer waits for the work it was left
+   * with, and stops threads of its own). Once every task has finished,
+   * and before the frees, so that such threads are gone (not polling)
+   * when the munmaps below shoot TLBs down. */
+  weft__layers_stop(L);
   if (L->debug) weft__debug_stop(L);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;

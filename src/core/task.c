@@ -174,7 +174,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   if (b) fire_watches(&b->exit_hooks, t); /* e.g. locks it still holds */
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
-  if (unlikely(t->flags & TF_SUBMITTED)) weft__submitted_exit(L, t);
+  if (unlikely(t->flags & TF_OWNER)) weft__task_owner_exit(L, t);
   if (b) weft__scope_unlink(&b->root);
   t->stack = NULL; /* the caller frees it once off it */
   t->scope = NULL;

@@ -75,9 +75,24 @@ static inline void set_spare_next(weft_future *f, weft_future *n) {
  * thread whose cache is empty takes the whole stack as its cache. A loop
  * gives its surplus back to malloc when it goes to sleep; futures freed
  * by other threads go to that thread's cache, up to THREAD_SPARES.
+ *
+ * The spare stack is this file's per-loop data (L->layer_data, see
+ * weft__layer in internal.h), made by the loop_start hook below, read by
+ * submitting threads, and freed by loop_release with the loop's struct.
  */
 #define LOOP_SPARES 4096
 #define THREAD_SPARES 256
+
+typedef struct loop_spares {
+  _Alignas(64) weft_future *_Atomic head; /* a line of its own */
+  int n;                /* about how many (the loop's thread only) */
+} loop_spares;
+
+static int layer_id = -1; /* weft__layer_register's, from the constructor */
+
+static inline loop_spares *spares_of(weft_loop *L) {
+  return L->layer_data[layer_id];
+}
 
 static __thread weft_future *tls_spares
     __attribute__((tls_model("initial-exec")));
@@ -125,8 +140,9 @@ static bool cache_put(weft_future *f) {
 
 static weft_future *future_alloc(weft_loop *L) {
   weft_future *f = tls_spares;
-  if (!f && atomic_load_explicit(&L->spare_futures, memory_order_relaxed)) {
-    f = atomic_exchange_explicit(&L->spare_futures, NULL, memory_order_acquire);
+  loop_spares *ls = spares_of(L);
+  if (!f && atomic_load_explicit(&ls->head, memory_order_relaxed)) {
+    f = atomic_exchange_explicit(&ls->head, NULL, memory_order_acquire);
     if (f) { /* the rest becomes our cache */
       if (cache_arm())
         tls_spares = spare_next(f);
@@ -153,14 +169,15 @@ static __thread unsigned batch_n __attribute__((tls_model("initial-exec")));
 
 static void batch_publish(weft_loop *L) {
   if (!batch_head) return;
-  void *head = atomic_load_explicit(&L->spare_futures, memory_order_relaxed);
+  loop_spares *ls = spares_of(L);
+  weft_future *head = atomic_load_explicit(&ls->head, memory_order_relaxed);
   do {
-    if (!head) L->nspare_futures = 0; /* a submitter took them all */
+    if (!head) ls->n = 0; /* a submitter took them all */
     set_spare_next(batch_tail, head);
   } while (!atomic_compare_exchange_weak_explicit(
-      &L->spare_futures, &head, batch_head, memory_order_release,
+      &ls->head, &head, batch_head, memory_order_release,
       memory_order_relaxed));
-  L->nspare_futures += (int)batch_n;
+  ls->n += (int)batch_n;
   batch_head = batch_tail = NULL;
   batch_n = 0;
 }
@@ -177,20 +194,54 @@ static void future_recycle(weft_future *f) {
   if (!cache_put(f)) free(f);
 }
 
-void weft__futures_trim(weft_loop *L) {
-  batch_publish(L);
-  if (L->nspare_futures <= LOOP_SPARES) return;
-  free_list(atomic_exchange(&L->spare_futures, NULL));
-  L->nspare_futures = 0;
+/* ---- the layer's hooks (weft__layer in internal.h) ----------------------- */
+
+static int spares_start(weft_loop *L) {
+  loop_spares *ls = aligned_alloc(_Alignof(loop_spares), sizeof *ls);
+  if (!ls) return -ENOMEM;
+  atomic_init(&ls->head, NULL);
+  ls->n = 0;
+  L->layer_data[layer_id] = ls;
+  return 0;
 }
 
-void weft__futures_release(weft_loop *L) {
-  free_list(atomic_exchange(&L->spare_futures, NULL));
+/* The loop is about to sleep: gives back the surplus. */
+static void spares_trim(weft_loop *L) {
+  batch_publish(L);
+  loop_spares *ls = spares_of(L);
+  if (ls->n <= LOOP_SPARES) return;
+  free_list(atomic_exchange(&ls->head, NULL));
+  ls->n = 0;
 }
 
 /* The loop's thread, while it frees the loop (with weft__tls_loop still
- * set): its local batch goes too. */
-void weft__futures_flush(weft_loop *L) { batch_publish(L); }
+ * set, and every task and message done): its local batch goes too, to be
+ * freed with the rest by spares_release. */
+static void spares_flush(weft_loop *L) { batch_publish(L); }
+
+/* The loop's last reference is gone. */
+static void spares_release(weft_loop *L) {
+  loop_spares *ls = spares_of(L);
+  free_list(atomic_exchange(&ls->head, NULL));
+  free(ls);
+  L->layer_data[layer_id] = NULL;
+}
+
+static void submitted_exit(weft_loop *L, weft_task *t);
+
+/* Registered before any loop exists, so that every loop has its spare
+ * stack; in a program linked with libweft.a, only if it pulls this file
+ * in, i.e. if it can submit or wait on a future. */
+WEFT__LAYER_CTOR static void futures_layer_register(void) {
+  static const weft__layer layer = {
+      .loop_start = spares_start,
+      .before_sleep = spares_trim,
+      .loop_stop = spares_flush,
+      .loop_release = spares_release,
+      .task_exit = submitted_exit, /* the tasks of submit_run */
+  };
+  layer_id = weft__layer_register(&layer); /* cannot fail: WEFT__MAX_LAYERS */
+}
 
 static void future_unref(weft_future *f) {
   if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
@@ -222,7 +273,7 @@ static void wake_run(weft_loop *L, weft__msg *m) {
     f->wtask = NULL;
     weft__wake(t, 0);
   }
-  L->refs_drop++; /* the waiter's reference on its loop */
+  weft__loop_unref_lazy(L); /* the waiter's reference on its loop */
   future_unref(f);
 }
 
@@ -234,12 +285,13 @@ static void complete(weft_loop *L, weft_future *f, int rc) {
   /* The only reference left is ours: nobody can wait, poll or cancel. */
   if (atomic_load_explicit(&f->refs, memory_order_acquire) == 1) {
     if (!(atomic_load_explicit(&f->state, memory_order_relaxed) & F_CANCEL))
-      L->refs_drop++;
+      weft__loop_unref_lazy(L);
     future_recycle(f);
     return;
   }
   unsigned old = atomic_fetch_or(&f->state, F_DONE);
-  if (!(old & F_CANCEL)) L->refs_drop++; /* else a cancel message drops it */
+  if (!(old & F_CANCEL))
+    weft__loop_unref_lazy(L); /* else a cancel message drops it */
   if (old & F_TWAIT) futex_wake_all(&f->state);
   if (old & F_TASKWAIT) { /* our reference on f goes with the wake */
     weft_loop *W = f->wloop;
@@ -256,7 +308,7 @@ static void complete(weft_loop *L, weft_future *f, int rc) {
 }
 
 /* The task's body. Its result goes to the future when the task finishes
- * (weft__submitted_exit), also if it never got a stack to run on. */
+ * (submitted_exit), also if it never got a stack to run on. */
 static int submitted_main(void *arg) {
   weft_future *f = arg;
   if (weft__tls_loop->stopping) return -ESHUTDOWN;
@@ -265,7 +317,8 @@ static int submitted_main(void *arg) {
   return f->fn(f->arg);
 }
 
-void weft__submitted_exit(weft_loop *L, weft_task *t) {
+/* The layer's task_exit hook: a task of submit_run finished. */
+static void submitted_exit(weft_loop *L, weft_task *t) {
   complete(L, t->arg, t->result);
 }
 
@@ -284,7 +337,7 @@ static void submit_run(weft_loop *L, weft__msg *m) {
     complete(L, f, -ENOMEM);
     return;
   }
-  t->flags |= TF_SUBMITTED;
+  weft__task_set_owner(t, layer_id); /* its end: submitted_exit */
   f->task = t;
   weft__task_start(L, NULL, t, false);
 }
@@ -292,7 +345,7 @@ static void submit_run(weft_loop *L, weft__msg *m) {
 static void cancel_run(weft_loop *L, weft__msg *m) {
   weft_future *f = (weft_future *)((char *)m - offsetof(weft_future, cancel_msg));
   if (f->task) weft__task_cancel(f->task);
-  L->refs_drop++; /* the future's reference on the loop, handed over */
+  weft__loop_unref_lazy(L); /* the future's reference, handed over */
   future_unref(f);
 }
 
@@ -332,12 +385,12 @@ static void task_wait_unpark(weft_task *t) {
   f->wtask = NULL;
   /* Not done: nobody will post the wake, so the loop reference is ours
    * to give back. Done: the wake is on its way and gives it back. */
-  if (!(old & F_DONE)) t->loop->refs_drop++;
+  if (!(old & F_DONE)) weft__loop_unref_lazy(t->loop);
 }
 
 static int wait_task(weft_loop *L, weft_task *t, weft_future *f) {
   if (weft__checkpoint(t)) return -ECANCELED;
-  if (atomic_load_explicit(&L->inbox_closed, memory_order_relaxed))
+  if (weft__inbox_closed(L))
     return -ESHUTDOWN; /* the wake could not be delivered */
   f->wtask = t;
   f->wloop = weft_loop_ref(L);
@@ -345,7 +398,7 @@ static int wait_task(weft_loop *L, weft_task *t, weft_future *f) {
   if (old & F_DONE) {
     atomic_fetch_and(&f->state, ~(unsigned)F_TASKWAIT);
     f->wtask = NULL;
-    L->refs_drop++;
+    weft__loop_unref_lazy(L);
     return 0;
   }
   task_body *b = weft__body(t);

@@ -33,8 +33,8 @@
  * callers were cancelled while they ran, and the last user drains the
  * pool: its threads end and the loop joins them all. The next job starts
  * threads again. A loop that starts using the pool during a drain takes
- * it over: the drainer returns without waiting. See
- * weft__default_pool_leave.
+ * it over: the drainer returns without waiting. See pool_loop_stop, the
+ * layer's loop_stop hook (weft__layer in internal.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -108,29 +108,6 @@ struct weft_executor {
    * under the mutex, read without it by spinning threads. */
   atomic_bool draining;
 };
-
-/* ---- CPUs ------------------------------------------------------------- */
-
-static int ncpu_cached;
-static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
-
-static void ncpu_init(void) {
-  cpu_set_t set;
-  int n = 0;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-  if (n < 1) {
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    n = c > 0 ? (int)c : 1;
-  }
-  __atomic_store_n(&ncpu_cached, n, __ATOMIC_RELEASE);
-}
-
-int weft__ncpu(void) {
-  int n = __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
-  if (likely(n)) return n;
-  pthread_once(&ncpu_once, ncpu_init);
-  return __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
-}
 
 /* ---- executors ---------------------------------------------------------- */
 
@@ -349,8 +326,8 @@ static void job_complete(weft_loop *L, weft__msg *m) {
     job_dispose_abandoned(j, j->status);
     return;
   }
-  L->nthread_jobs--;
-  L->refs_drop++; /* the job's reference: the loop is ours meanwhile */
+  L->nexpected--;
+  weft__loop_unref_lazy(L); /* the job's: the loop is ours meanwhile */
   j->loop = NULL;
   weft__wake(j->task, j->status);
 }
@@ -375,7 +352,7 @@ static void job_unpark(weft_task *t) {
   job *j = weft__body(t)->wait_obj;
   weft_executor *ex = j->ex;
   weft_loop *L = t->loop;
-  L->nthread_jobs--;
+  L->nexpected--;
   pthread_mutex_lock(&ex->mu);
   if (j->queued) { /* never started: it never will */
     q_unlink(ex, j);
@@ -383,7 +360,7 @@ static void job_unpark(weft_task *t) {
     bool unused = ex_unused(ex);
     pthread_mutex_unlock(&ex->mu);
     if (unused) ex_destroy(ex);
-    L->refs_drop++;
+    weft__loop_unref_lazy(L);
     j->loop = NULL;
     job_dispose(j, -ECANCELED);
     return;
@@ -583,7 +560,7 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
   }
   if ((rc = weft__checkpoint(t)) != 0) goto fail;
   /* A closed inbox could not take the completion. */
-  if (atomic_load_explicit(&L->inbox_closed, memory_order_relaxed)) {
+  if (weft__inbox_closed(L)) {
     rc = -ESHUTDOWN;
     goto fail;
   }
@@ -618,7 +595,7 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
     free(j);
     goto fail;
   }
-  L->nthread_jobs++;
+  L->nexpected++; /* the completion comes soon: see weft__spin */
   task_body *b = weft__body(t);
   b->wait_obj = j;
   rc = weft__park(L, t, job_unpark);
@@ -644,8 +621,8 @@ int weft_to_thread(weft_blocking_fn fn, void *arg, void **result) {
 /* ---- the default pool's users ------------------------------------------ */
 
 /*
- * The loop of the calling thread is ending (loop_free: every task has
- * finished). If it used the default pool:
+ * The loop of the calling thread is ending (loop_stop: every task has
+ * finished, nothing is freed yet). If it used the default pool:
  *
  * 1. It waits for its jobs whose callers were cancelled while they ran
  *    (nobody awaits them any more, but their cleanups and `arg` belong to
@@ -665,7 +642,8 @@ int weft_to_thread(weft_blocking_fn fn, void *arg, void **result) {
  * jobs (it would wait for its own thread: the threads end after their
  * idle time and are joined by the next drain).
  */
-void weft__default_pool_leave(void) {
+static void pool_loop_stop(weft_loop *L) {
+  (void)L; /* one loop per thread: tls_user is L's */
   pool_user *u = tls_user;
   if (likely(!u)) return;
   tls_user = NULL;
@@ -688,6 +666,14 @@ void weft__default_pool_leave(void) {
   }
   pthread_mutex_unlock(&ex->mu);
   free(u);
+}
+
+/* Registered before any loop exists, so that every loop ends through
+ * pool_loop_stop; in a program linked with libweft.a, only if it pulls
+ * this file in, i.e. if it can have used the default pool. */
+WEFT__LAYER_CTOR static void pool_layer_register(void) {
+  static const weft__layer layer = {.loop_stop = pool_loop_stop};
+  weft__layer_register(&layer); /* cannot fail: see WEFT__MAX_LAYERS */
 }
 
 /* ---- shutdown ------------------------------------------------------------ */

@@ -1,18 +1,23 @@
 /*
- * The cross-thread inbox of a loop, loop references, weft_loop_call.
+ * The cross-thread inbox of a loop, loop references, and the hooks of
+ * the layers above core (weft__layer in internal.h): what links a loop
+ * to the world beyond its own thread and its own layer.
  *
  * Other threads hand a loop work by posting a message (weft__msg) to an
  * intrusive MPSC FIFO queue in the loop (Dmitry Vyukov's: a post is one
  * atomic exchange and one store; the loop pops without atomic
  * read-modify-writes). The loop pops at most INBOX_BATCH messages per
- * turn, so that a submitted task runs while its message is still in the
- * cache, instead of first spawning a backlog of a million tasks. A poster
- * writes the loop's eventfd only when the loop has announced that it is
- * about to sleep (L->polling), and only the first of a burst does
- * (L->wake_pending): a busy loop costs its posters no system call. The
- * announcement is a Dekker handshake: the loop stores polling and then
- * looks at the queue; a poster pushes and then looks at polling; with
- * sequentially consistent operations one of them sees the other.
+ * turn, so that a task spawned by a message runs while the message is
+ * still in the cache, instead of first spawning a backlog of a million
+ * tasks. A poster wakes the loop's poller only when the loop has
+ * announced that it is about to sleep (L->polling), and only the first of
+ * a burst does (L->wake_pending): a busy loop costs its posters no system
+ * call. The announcement is a Dekker handshake: the loop stores polling
+ * and then looks at the queue; a poster pushes and then looks at polling;
+ * with sequentially consistent operations one of them sees the other.
+ * Before it announces a sleep, a loop that expects messages soon
+ * (L->nexpected, counted by the upper layer that awaits them) polls the
+ * queue for a short while: see weft__spin in internal.h.
  *
  * Known limit of the queue: a poster preempted between its exchange and
  * its store leaves the messages behind its own invisible until it resumes;
@@ -20,20 +25,24 @@
  * its CPU meanwhile.
  *
  * Lifetime: the loop struct is reference counted. The running loop holds
- * one reference and gives it back when it is freed; weft_loop_ref holders,
- * to_thread jobs and pending submissions hold others, so whoever may still
- * post to a loop can. When the loop is freed, its inbox is closed (posts
- * under way are waited for, later ones fail with -ESHUTDOWN and the poster
- * deals with its message itself). The eventfd is closed with the last
- * reference, so a poster never writes into a recycled descriptor.
+ * one reference and gives it back when it is freed; weft_loop_ref holders
+ * hold others (upper layers take one for each piece of work that will
+ * post a reply), so whoever may still post to a loop can. When the loop
+ * is freed, its inbox is closed (posts under way are waited for, later
+ * ones fail with -ESHUTDOWN and the poster deals with its message
+ * itself). The poller's wake channel is freed with the last reference
+ * (after the upper layers' loop_release), so a poster never writes into
+ * a recycled descriptor.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "thread/thread.h"
+#include "core/internal.h"
 
 #define INBOX_BATCH 256
 
@@ -85,8 +94,9 @@ static weft__msg *pop(weft_loop *L) {
   return head;
 }
 
-/* References the loop gave back while running (it holds its own, so the
- * count cannot reach zero meanwhile), returned in one atomic operation. */
+/* References the loop gave back while running (weft__loop_unref_lazy: it
+ * holds its own, so the count cannot reach zero meanwhile), returned in
+ * one atomic operation. */
 static void flush_refs(weft_loop *L) {
   if (L->refs_drop) {
     atomic_fetch_sub_explicit(&L->refs, L->refs_drop, memory_order_release);
@@ -114,7 +124,7 @@ static bool inbox_ready(void *arg) { return weft__inbox_pending(arg); }
 
 int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout) {
   if (timeout == 0) return 0;
-  if (L->nthread_jobs) {
+  if (L->nexpected) {
     int64_t budget = WEFT__SPIN_LOOP_NS;
     if (timeout > 0 && timeout < budget) budget = timeout;
     if (weft__spin(inbox_ready, L, budget)) return 0;
@@ -126,12 +136,13 @@ int64_t weft__inbox_before_poll(weft_loop *L, int64_t timeout) {
    * poster pushing meanwhile and reading polling 0 would go unseen. */
   if (weft__inbox_pending_mo(L, memory_order_seq_cst))
     return 0; /* after_poll drains it */
-  weft__futures_trim(L);
+  for (int i = 0; i < weft__nlayers; i++)
+    if (weft__layers[i]->before_sleep) weft__layers[i]->before_sleep(L);
   return timeout;
 }
 
 void weft__inbox_after_poll(weft_loop *L) {
-  /* A poster that still sees 1 writes the eventfd once for nothing. */
+  /* A poster that still sees 1 wakes the poller once for nothing. */
   atomic_store_explicit(&L->polling, 0, memory_order_relaxed);
   if (weft__inbox_pending(L)) weft__inbox_drain(L);
 }
@@ -141,7 +152,6 @@ bool weft__inbox_close(weft_loop *L) {
   atomic_store(&L->inbox_closed, 1);
   while (atomic_load(&L->inbox_pushers)) sched_yield();
   while (!run_some(L, INT_MAX)) sched_yield();
-  weft__futures_flush(L);
   return L->ntasks > before;
 }
 
@@ -156,34 +166,60 @@ void weft_loop_unref(weft_loop *L) {
   if (!L) return;
   if (atomic_fetch_sub_explicit(&L->refs, 1, memory_order_acq_rel) != 1)
     return;
-  weft__futures_release(L);
+  for (int i = weft__nlayers; i-- > 0;)
+    if (weft__layers[i]->loop_release) weft__layers[i]->loop_release(L);
   weft__poller_free(L->poller);
   free(L);
 }
 
-/* ---- weft_loop_call -------------------------------------------------- */
+/* ---- upper layers' hooks ---------------------------------------------- */
 
-typedef struct call_msg {
-  weft__msg msg;
-  void (*cb)(void *);
-  void *arg;
-} call_msg;
+/* Filled by constructors before any loop exists: see weft__layer. */
+const weft__layer *weft__layers[WEFT__MAX_LAYERS];
+int weft__nlayers;
 
-static void call_run(weft_loop *L, weft__msg *m) {
-  call_msg *c = (call_msg *)m;
-  (void)L;
-  c->cb(c->arg);
-  free(c);
+int weft__layer_register(const weft__layer *ly) {
+  if (weft__nlayers == WEFT__MAX_LAYERS) return -ENOSPC;
+  weft__layers[weft__nlayers] = ly;
+  return weft__nlayers++;
 }
 
-int weft_loop_call(weft_loop *loop, void (*cb)(void *), void *arg) {
-  if (!loop || !cb) return -EINVAL;
-  call_msg *c = malloc(sizeof *c);
-  if (!c) return -ENOMEM;
-  c->msg.run = call_run;
-  c->cb = cb;
-  c->arg = arg;
-  int rc = weft__loop_post(loop, &c->msg);
-  if (rc) free(c);
-  return rc;
+int weft__layers_start(weft_loop *L) {
+  for (int i = 0; i < weft__nlayers; i++) {
+    int rc = weft__layers[i]->loop_start ? weft__layers[i]->loop_start(L) : 0;
+    if (rc) { /* the ones that started let go again */
+      while (i-- > 0)
+        if (weft__layers[i]->loop_release) weft__layers[i]->loop_release(L);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void weft__layers_stop(weft_loop *L) {
+  for (int i = weft__nlayers; i-- > 0;)
+    if (weft__layers[i]->loop_stop) weft__layers[i]->loop_stop(L);
+}
+
+/* ---- CPUs (weft__spin) ------------------------------------------------- */
+
+static int ncpu_cached;
+static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
+
+static void ncpu_init(void) {
+  cpu_set_t set;
+  int n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n < 1) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    n = c > 0 ? (int)c : 1;
+  }
+  __atomic_store_n(&ncpu_cached, n, __ATOMIC_RELEASE);
+}
+
+int weft__ncpu(void) {
+  int n = __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
+  if (likely(n)) return n;
+  pthread_once(&ncpu_once, ncpu_init);
+  return __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
 }
