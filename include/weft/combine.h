@@ -39,7 +39,8 @@ typedef struct weft_call {
  * own, waits for all of them, and stores the code each returned in
  * results[i] (in the order of calls, whatever the order they finished
  * in; results may be NULL). A function counts as failed when it returns
- * a negative code, unless that is -ECANCELED because it was cancelled.
+ * a negative code other than -ECANCELED (one that returns -ECANCELED
+ * ended cancelled: see below for one cancelled from outside).
  *
  * By default the first failure cancels the others (as a task group
  * does) and gather returns that code once all have finished; the

@@ -56,7 +56,7 @@ _Static_assert(_Alignof(weft__call) <= _Alignof(weft_call_handle),
                "weft_call_handle under-aligned");
 
 static void call_fire(weft__timer *tm) {
-  weft__call *c = (weft__call *)((char *)tm - offsetof(weft__call, tm));
+  weft__call *c = weft__container_of(tm, weft__call, tm);
   void (*fn)(void *) = c->fn;
   void *arg = c->arg;
   c->state = CALL_FIRED;
@@ -88,10 +88,10 @@ static int arm(weft_loop *L, weft__call *c, int64_t deadline,
     if (pending_elsewhere(L, c)) return weft__misuse(func, WEFT_ELOOP);
   }
   uint64_t gen = h->gen;
-  if (unlikely(!gen) && !(gen = weft__timers_gen(h))) return -ENOMEM;
+  if (weft__unlikely(!gen) && !(gen = weft__timers_gen(h))) return -ENOMEM;
   c->tm.when = deadline;
   c->tm.fire = call_fire;
-  if (unlikely(weft__timers_add(h, &c->tm) != 0)) return -ENOMEM;
+  if (weft__unlikely(weft__timers_add(h, &c->tm) != 0)) return -ENOMEM;
   c->fn = fn;
   c->arg = arg;
   c->gen = gen;
@@ -101,17 +101,17 @@ static int arm(weft_loop *L, weft__call *c, int64_t deadline,
 
 int weft_call_at(weft_call_handle *c, int64_t deadline, void (*fn)(void *arg),
                  void *arg) {
-  if (unlikely(!c || !fn)) return -EINVAL;
+  if (weft__unlikely(!c || !fn)) return -EINVAL;
   weft_loop *L = weft__tls_loop;
-  if (unlikely(!L)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!L)) return weft__misuse(__func__, WEFT_ENOTASK);
   return arm(L, (weft__call *)c, deadline, fn, arg, __func__);
 }
 
 int weft_call_later(weft_call_handle *c, int64_t duration,
                     void (*fn)(void *arg), void *arg) {
-  if (unlikely(!c || !fn)) return -EINVAL;
+  if (weft__unlikely(!c || !fn)) return -EINVAL;
   weft_loop *L = weft__tls_loop;
-  if (unlikely(!L)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!L)) return weft__misuse(__func__, WEFT_ENOTASK);
   return arm(L, (weft__call *)c, weft__deadline_after(L, duration), fn, arg,
              __func__);
 }

@@ -47,8 +47,8 @@ typedef struct fd_links {
   weft_task *next[2], *prev[2];
 } fd_links;
 
-_Static_assert(sizeof(fd_links) <= sizeof(((task_body *)0)->wait_node),
-               "task_body.wait_node too small for fd links");
+_Static_assert(sizeof(fd_links) <= sizeof(((weft__task_body *)0)->wait_node),
+               "weft__task_body.wait_node too small for fd links");
 
 static inline fd_links *links(weft_task *t) {
   return (fd_links *)weft__body(t)->wait_node;
@@ -107,7 +107,7 @@ static int arm(weft_loop *L, int fd, fd_entry *e) {
 /* Takes t (waiting in weft_wait_fd) off its fd's queues. */
 void weft__fd_unwait(weft_task *t) {
   weft_loop *L = t->loop;
-  task_body *b = weft__body(t);
+  weft__task_body *b = weft__body(t);
   fd_entry *e = &L->fds[b->wait_fd];
   for (int d = 0; d < 2; d++)
     if (b->wait_events & dir_event(d)) q_remove(e, d, t);
@@ -150,7 +150,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline) {
   int rc = table_grow(L, fd);
   if (rc) return rc;
   fd_entry *e = &L->fds[fd];
-  task_body *b = weft__body(t);
+  weft__task_body *b = weft__body(t);
   b->wait_fd = fd;
   b->wait_events = (unsigned)events;
   for (int d = 0; d < 2; d++)

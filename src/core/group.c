@@ -140,7 +140,7 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
   }
   weft_task *t = child_new(L, g, fn, arg, opts);
   if (!t) return NULL;
-  t->pscope = &g->sc; /* linked there when it first runs */
+  t->parent_scope = &g->sc; /* linked there when it first runs */
   weft__task_start(L, L->current, t, opts && opts->eager);
   return t;
 }
@@ -159,15 +159,15 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   if (!t) return -ENOMEM;
   t->flags |= TF_STARTING;
   /* Until it is ready the child lives under the starter's scope, so
-   * t->pscope->task is the starter; the starter keeps `value` in its body
+   * t->parent_scope->task is the starter; the starter keeps `value` in its body
    * while it waits. */
-  t->pscope = cur->scope;
-  task_body *b = weft__body(cur);
-  b->wait_obj = value;
+  t->parent_scope = cur->scope;
+  weft__task_body *b = weft__body(cur);
+  b->wait_on.started = value;
   /* Never eager: the child's report must find the starter parked. */
   weft__task_start(L, cur, t, false);
   rc = weft__park(L, cur, NULL);
-  b->wait_obj = NULL;
+  b->wait_on.started = NULL;
   return rc;
 }
 
@@ -176,11 +176,11 @@ int weft_started(void *value) {
   if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   if (!(t->flags & TF_STARTING)) return -EINVAL;
   t->flags &= ~TF_STARTING;
-  weft_task *st = t->pscope->task;
-  void **out = weft__body(st)->wait_obj;
+  weft_task *st = t->parent_scope->task;
+  void **out = weft__body(st)->wait_on.started;
   if (out) *out = value;
-  t->pscope = &t->group->sc;
-  weft__scope_reparent(&weft__body(t)->root, t->pscope);
+  t->parent_scope = &t->group->sc;
+  weft__scope_reparent(&weft__body(t)->root, t->parent_scope);
   weft__wake(st, 0);
   return 0;
 }
@@ -189,8 +189,8 @@ void weft__group_child_exit(weft_loop *L, weft_task *t) {
   weft_group *g = t->group;
   if (t->flags & TF_STARTING) {
     t->flags &= ~TF_STARTING;
-    weft__wake(t->pscope->task, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
-  } else if (t->result < 0 && t->result != -ECANCELED) {
+    weft__wake(t->parent_scope->task, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
+  } else if (weft__failed(t->result)) {
     /* A child that ends with -ECANCELED ended cancelled, whatever
      * cancelled it (the group, weft_cancel, or a scope of its own whose
      * -ECANCELED it passed on): as asyncio's TaskGroup ignores a task that
@@ -267,7 +267,7 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
     g->waiter = cur;
     weft__park(L, cur, NULL);
   }
-  bool outer = g->sc.parent && (g->sc.parent->flags & SC_EFF);
+  bool outer = g->sc.parent && (g->sc.parent->flags & SC_EFFECTIVE);
   int rc = g->failed ? WEFT_EGROUP : outer ? -ECANCELED : 0;
   weft__scope_pop(L, cur, &g->sc);
   if (rc == -ECANCELED) weft__checkpoint(cur); /* a delivery */

@@ -219,7 +219,7 @@ static void ncpu_init(void) {
 
 int weft__ncpu(void) {
   int n = __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
-  if (likely(n)) return n;
+  if (weft__likely(n)) return n;
   pthread_once(&ncpu_once, ncpu_init);
   return __atomic_load_n(&ncpu_cached, __ATOMIC_ACQUIRE);
 }

@@ -20,14 +20,17 @@
 #include "weft.h"
 
 #define WEFT__HIDDEN __attribute__((visibility("hidden")))
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
+#define weft__likely(x) __builtin_expect(!!(x), 1)
+#define weft__unlikely(x) __builtin_expect(!!(x), 0)
+/* The struct of type `type` whose member `member` is at p. */
+#define weft__container_of(p, type, member) \
+  ((type *)((char *)(p) - offsetof(type, member)))
 
 /* ---- scopes ---------------------------------------------------------- */
 
 enum {
   SC_CANCELLED = 1u << 0, /* cancelled itself (deadline or explicit) */
-  SC_EFF = 1u << 1,       /* effectively cancelled: itself or an unshielded
+  SC_EFFECTIVE = 1u << 1,       /* effectively cancelled: itself or an unshielded
                              ancestor */
   SC_SHIELD = 1u << 2,
   SC_FIRED = 1u << 3,     /* its deadline fired */
@@ -60,12 +63,12 @@ _Static_assert(_Alignof(weft__scope) <= _Alignof(weft_scope),
 /* ---- tasks ----------------------------------------------------------- */
 
 enum task_state {
-  T_NEW,     /* spawned, never run, holds no stack */
-  T_READY,   /* in the run queue */
-  T_RUNNING,
-  T_PARKED,  /* suspended on a wait */
-  T_DONE,
-  T_FREE,    /* record recycled */
+  WEFT__T_NEW,     /* spawned, never run, holds no stack */
+  WEFT__T_READY,   /* in the run queue */
+  WEFT__T_RUNNING,
+  WEFT__T_PARKED,  /* suspended on a wait */
+  WEFT__T_DONE,
+  WEFT__T_FREE,    /* record recycled */
 };
 
 enum {
@@ -125,7 +128,7 @@ typedef struct task_extra {
 /* What a task needs only while it has a stack: it lives at the top of the
  * stack, in the page the task touches first anyway, so a task that is
  * spawned but has not run yet costs only its (small) record. */
-typedef struct task_body {
+typedef struct weft__task_body {
   weft_task *task;
   /* Called when a parked task is cancelled: takes the task off whatever
    * it waits on. NULL: the wait cannot be interrupted. */
@@ -133,7 +136,14 @@ typedef struct task_body {
   int wake_code;      /* set by whoever woke a parked task */
   int wait_fd;        /* fd waited on, or -1 */
   unsigned wait_events;
-  void *wait_obj;     /* what a parked task waits on (join: the joinee) */
+  union {             /* what a parked task waits on, for its unpark: */
+    weft_task *joinee;  /* weft_join, weft_join_until */
+    void **started;     /* weft_group_start: where weft_started puts
+                           the child's value */
+    void *layer;        /* an upper layer's waiter record (sync/: a
+                           weft_wait or as_completed; thread/: a job or
+                           a future) */
+  } wait_on;
   void *san_fiber;    /* ThreadSanitizer fiber */
   int64_t step_start; /* debug: when the current step began */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
@@ -144,7 +154,7 @@ typedef struct task_body {
    * rather than in the waiting call's frame, so that the call can end in
    * a tail call to weft__park: see switch_away in loop.c. */
   void *wait_node[6];
-} task_body;
+} weft__task_body;
 
 struct weft_task {
   weft__ctx ctx;      /* saved context (the stack pointer): every switch */
@@ -160,11 +170,11 @@ struct weft_task {
   uint16_t flags;     /* TF_* */
   int result;
   uint32_t stack_size; /* requested, in KiB (0: default) */
-  uint32_t nunarmed;  /* scopes of this task with an unarmed deadline */
+  uint32_t n_unarmed;  /* scopes of this task with an unarmed deadline */
   /* The scope the task's root scope hangs under once it runs: its
    * group's, or for a group_start child not yet ready, its starter's (so
-   * pscope->task is the starter). */
-  weft__scope *pscope;
+   * parent_scope->task is the starter). */
+  weft__scope *parent_scope;
   weft_group *group;
   weft_task *joiner;  /* task blocked in weft_join on this one */
   weft_task *all_prev, *all_next; /* every task record of the loop */
@@ -283,7 +293,7 @@ WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child
 WEFT__HIDDEN void weft__task_entry(void *arg);
 WEFT__HIDDEN weft_task *weft__task_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__arm_deadlines(weft_loop *L, weft_task *t);
-WEFT__HIDDEN void weft__body_init(weft_task *t, task_body *b);
+WEFT__HIDDEN void weft__body_init(weft_task *t, weft__task_body *b);
 
 /* Tasks (task.c) */
 WEFT__HIDDEN weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
@@ -447,7 +457,7 @@ WEFT__HIDDEN int weft__misuse(const char *func, int code);
 /* Instrument dispatch. */
 #define WEFT__INSTR(L, hook, ...)                                   \
   do {                                                              \
-    if (unlikely((L)->ninstr))                                      \
+    if (weft__unlikely((L)->ninstr))                                      \
       for (int i_ = 0; i_ < (L)->ninstr; i_++)                      \
         if ((L)->instr[i_].ins->hook)                               \
           (L)->instr[i_].ins->hook(__VA_ARGS__, (L)->instr[i_].arg); \
@@ -459,7 +469,14 @@ static inline weft_task *weft__cur(void) {
   return L ? L->current : NULL;
 }
 static inline bool weft__cancelled(const weft_task *t) {
-  return t->scope->flags & SC_EFF;
+  return t->scope->flags & SC_EFFECTIVE;
+}
+/* A task's code that is a failure: negative, and not -ECANCELED (a task
+ * that ends with -ECANCELED ended cancelled, whatever cancelled it, as
+ * asyncio's tasks that end in CancelledError). Groups, gather, race and
+ * wait all judge outcomes by this. */
+static inline bool weft__failed(int code) {
+  return code < 0 && code != -ECANCELED;
 }
 /* What a checkpoint returns for t before it suspends: -ECANCELED if t is
  * in a cancelled scope, else 0. A -ECANCELED is a delivery: the innermost
@@ -469,14 +486,14 @@ static inline bool weft__cancelled(const weft_task *t) {
  * it suspends; a park that ends in -ECANCELED while t is cancelled
  * records the same (switch_away in loop.c). */
 static inline int weft__checkpoint(weft_task *t) {
-  if (likely(!(t->scope->flags & SC_EFF))) return 0;
+  if (weft__likely(!(t->scope->flags & SC_EFFECTIVE))) return 0;
   t->scope->flags |= SC_DELIVERED;
   return -ECANCELED;
 }
 /* The body of a task that has a stack: at the top of it, below the
  * stack's descriptor. Derived, not stored: the record stays small. */
-static inline task_body *weft__body(const weft_task *t) {
-  return (task_body *)(((uintptr_t)t->stack - sizeof(task_body)) &
+static inline weft__task_body *weft__body(const weft_task *t) {
+  return (weft__task_body *)(((uintptr_t)t->stack - sizeof(weft__task_body)) &
                        ~(uintptr_t)63);
 }
 /* t's failure message (NULL if none); sets it, taking ownership of m
@@ -562,7 +579,7 @@ static inline uint64_t weft__tsc(void) {
 WEFT__HIDDEN int64_t weft__clock_sample(weft_loop *L);
 /* A cheap clock for relative deadlines: see loop.c. */
 static inline int64_t weft__fast_now(weft_loop *L) {
-  if (likely(L->tsc_mult)) {
+  if (weft__likely(L->tsc_mult)) {
     uint64_t d = weft__tsc() - L->anchor_tsc;
     int64_t dn = (int64_t)(((unsigned __int128)d * L->tsc_mult) >> 32);
     /* Err late, never early: a sleep must not end before its time. The
@@ -584,7 +601,7 @@ static inline int64_t weft__deadline_after(weft_loop *L, int64_t duration) {
 
 /* Appends t to the run queue. */
 static inline void weft__ready(weft_loop *L, weft_task *t) {
-  t->state = T_READY;
+  t->state = WEFT__T_READY;
   t->rq_next = NULL;
   if (L->rq_tail)
     L->rq_tail->rq_next = t;
@@ -598,7 +615,7 @@ static inline void weft__ready(weft_loop *L, weft_task *t) {
  * waker owns the wait it ends (the waiter was registered with it, and
  * unpark unregisters it on cancellation). */
 static inline void weft__wake(weft_task *t, int code) {
-  task_body *b = weft__body(t);
+  weft__task_body *b = weft__body(t);
   b->wake_code = code;
   b->unpark = NULL;
   weft__ready(t->loop, t);

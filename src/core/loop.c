@@ -67,15 +67,15 @@ void weft__task_entry(void *arg) {
  * no stack could be had. */
 static bool prepare(weft_loop *L, weft_task *t) {
   weft__stack *st = weft__stack_get(&L->stacks, (size_t)t->stack_size * 1024);
-  if (unlikely(!st)) {
-    t->state = T_RUNNING;
+  if (weft__unlikely(!st)) {
+    t->state = WEFT__T_RUNNING;
     t->result = -ENOMEM;
     weft__task_set_msg(t, strdup("no memory for a task stack"));
     weft__task_finish(L, t);
     return false;
   }
   t->stack = st;
-  task_body *b = weft__body(t);
+  weft__task_body *b = weft__body(t);
   weft__body_init(t, b);
   weft__fiber_task_new(t);
   weft__ctx_init(&t->ctx, st->lo, (size_t)((char *)b - st->lo), weft__task_entry, t);
@@ -92,7 +92,7 @@ static inline weft_task *rq_pop(weft_loop *L) {
 }
 
 void weft__ready_front(weft_loop *L, weft_task *t) {
-  t->state = T_READY;
+  t->state = WEFT__T_READY;
   t->rq_next = L->rq_head;
   L->rq_head = t;
   if (!L->rq_tail) L->rq_tail = t;
@@ -100,7 +100,7 @@ void weft__ready_front(weft_loop *L, weft_task *t) {
 }
 
 static inline void begin_step(weft_loop *L, weft_task *t) {
-  t->state = T_RUNNING;
+  t->state = WEFT__T_RUNNING;
   L->current = t;
   WEFT__INSTR(L, step_begin, t);
 }
@@ -124,11 +124,11 @@ __attribute__((noinline)) static int switch_away(weft_loop *L, weft_task *cur,
   bool dying = how == SW_DIE;
   if (!dying) { /* a dying task ended its step before it finished */
     WEFT__INSTR(L, step_end, cur);
-    if (unlikely(L->debug)) weft__debug_switch_check(L, cur);
+    if (weft__unlikely(L->debug)) weft__debug_switch_check(L, cur);
   }
   for (;;) {
     weft_task *next = NULL;
-    if (likely(L->budget > 0)) next = rq_pop(L);
+    if (weft__likely(L->budget > 0)) next = rq_pop(L);
     if (!next) {
       L->current = NULL;
       do_switch(L, save, NULL, dying);
@@ -149,22 +149,22 @@ __attribute__((noinline)) static int switch_away(weft_loop *L, weft_task *cur,
   /* Woken by a cancellation (interrupted, or a wait that ends when the
    * cancellation ends what it waits for): a delivery, see
    * weft__checkpoint. */
-  if (unlikely(rc == -ECANCELED) && weft__cancelled(cur))
+  if (weft__unlikely(rc == -ECANCELED) && weft__cancelled(cur))
     cur->scope->flags |= SC_DELIVERED;
   return rc;
 }
 
 int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
-  task_body *b = weft__body(t);
+  weft__task_body *b = weft__body(t);
   b->unpark = unpark;
-  t->state = T_PARKED;
-  if (t->nunarmed) weft__arm_deadlines(L, t);
+  t->state = WEFT__T_PARKED;
+  if (t->n_unarmed) weft__arm_deadlines(L, t);
   return switch_away(L, t, &t->ctx, SW_PARK);
 }
 
 void weft__interrupt(weft_task *t) {
   void (*unpark)(weft_task *);
-  if (t->state == T_PARKED && (unpark = weft__body(t)->unpark)) {
+  if (t->state == WEFT__T_PARKED && (unpark = weft__body(t)->unpark)) {
     unpark(t);
     weft__wake(t, -ECANCELED);
   }
@@ -172,7 +172,7 @@ void weft__interrupt(weft_task *t) {
 
 void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child) {
   if (!prepare(L, child)) return;
-  if (cur->nunarmed) weft__arm_deadlines(L, cur);
+  if (cur->n_unarmed) weft__arm_deadlines(L, cur);
   weft__ready_front(L, cur);
   WEFT__INSTR(L, step_end, cur);
   begin_step(L, child);
@@ -189,14 +189,14 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
   weft__stack *st = t->stack;
   bool root = t->flags & TF_ROOT;
   WEFT__INSTR(L, step_end, t);
-  if (unlikely(L->debug)) {
+  if (weft__unlikely(L->debug)) {
     weft__debug_switch_check(L, t);
     weft__debug_task_exit(L, t);
   }
   void *fiber = weft__fiber_of(t);
   weft__task_finish(L, t); /* may recycle the record: only st from here */
   weft_task *next = L->rq_head;
-  if (likely(next && !next->stack && !root && L->budget > 0 &&
+  if (weft__likely(next && !next->stack && !root && L->budget > 0 &&
              weft__stack_fits(&L->stacks, st,
                               (size_t)next->stack_size * 1024))) {
     rq_pop(L);
@@ -219,9 +219,9 @@ weft_task *weft__task_exit(weft_loop *L, weft_task *t) {
 int weft_yield(void) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
-  if (unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
-  if (unlikely(weft__checkpoint(t))) return -ECANCELED;
-  if (t->nunarmed) weft__arm_deadlines(L, t);
+  if (weft__unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(weft__checkpoint(t))) return -ECANCELED;
+  if (t->n_unarmed) weft__arm_deadlines(L, t);
   /* Alone: still give timers and I/O a turn, as asyncio's sleep(0). */
   if (!L->rq_head) L->budget = 0;
   weft__ready(L, t);
@@ -263,7 +263,7 @@ int weft_sleep(int64_t duration) {
 
 /* Timer of a task: a sleep ends (0) or an fd wait times out. */
 static void task_timer_fire(weft__timer *tm) {
-  weft_task *t = ((task_body *)((char *)tm - offsetof(task_body, tm)))->task;
+  weft_task *t = (weft__container_of(tm, weft__task_body, tm))->task;
   if (weft__body(t)->wait_fd >= 0) {
     weft__fd_unwait(t);
     weft__wake(t, -ETIMEDOUT);
@@ -272,14 +272,14 @@ static void task_timer_fire(weft__timer *tm) {
   }
 }
 
-void weft__body_init(weft_task *t, task_body *b) {
+void weft__body_init(weft_task *t, weft__task_body *b) {
   b->task = t;
   b->unpark = NULL;
   b->wake_code = 0;
   b->exit_hooks = NULL;
   b->wait_fd = -1;
   b->wait_events = 0;
-  b->wait_obj = NULL;
+  b->wait_on.layer = NULL;
   b->san_fiber = NULL;
   b->step_start = 0;
   weft__timer_init(&b->tm, task_timer_fire);
@@ -288,10 +288,10 @@ void weft__body_init(weft_task *t, task_body *b) {
   r->task = t;
   weft__timer_init(&r->timer, weft__scope_fire);
   r->flags = SC_OPEN | SC_ROOT;
-  if (t->flags & TF_CANCEL) r->flags |= SC_CANCELLED | SC_EFF;
-  if (t->pscope) {
-    weft__scope_link(t->pscope, r);
-    if (t->pscope->flags & SC_EFF) r->flags |= SC_EFF;
+  if (t->flags & TF_CANCEL) r->flags |= SC_CANCELLED | SC_EFFECTIVE;
+  if (t->parent_scope) {
+    weft__scope_link(t->parent_scope, r);
+    if (t->parent_scope->flags & SC_EFFECTIVE) r->flags |= SC_EFFECTIVE;
   }
   t->scope = r;
 }
@@ -338,7 +338,7 @@ static void loop_turn(weft_loop *L) {
  * left. Called on the thread's own stack. */
 void weft__run_until(weft_loop *L, weft_task *until) {
   for (;;) {
-    if (until ? until->state == T_DONE : L->ntasks == 0) return;
+    if (until ? until->state == WEFT__T_DONE : L->ntasks == 0) return;
     if (!L->rq_head || L->budget <= 0) {
       loop_turn(L);
       L->budget = WEFT__BUDGET;

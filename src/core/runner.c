@@ -70,7 +70,7 @@ fail:
 static void loop_free(weft_loop *L) {
   L->stopping = true;
   for (weft_task *t = L->all_head; t; t = t->all_next)
-    if (t->state != T_DONE) weft__task_cancel(t);
+    if (t->state != WEFT__T_DONE) weft__task_cancel(t);
   /* Other threads' messages that arrive meanwhile are still handled;
    * closing the inbox may run callbacks that spawn tasks: reap those too. */
   do weft__run_until(L, NULL);

@@ -6,7 +6,7 @@
  * close), and the root scope of a group's child hangs in the child list
  * of the group's scope, which is itself a scope in the chain of the task
  * that opened the group. Cancelling a scope marks its subtree
- * "effectively cancelled" (SC_EFF), stopping at shielded scopes, and wakes
+ * "effectively cancelled" (SC_EFFECTIVE), stopping at shielded scopes, and wakes
  * every task parked with its innermost scope in the subtree. A checkpoint
  * then only tests one flag of the current task's innermost scope: O(1),
  * and level-triggered by construction since the flag stays until the
@@ -54,18 +54,18 @@ void weft__scope_push(weft_task *t, weft__scope *s, int64_t deadline,
   s->timer.when = deadline;
   p->inner = s;
   flags |= SC_OPEN;
-  if (!(flags & SC_SHIELD) && (p->flags & SC_EFF)) flags |= SC_EFF;
+  if (!(flags & SC_SHIELD) && (p->flags & SC_EFFECTIVE)) flags |= SC_EFFECTIVE;
   s->flags = flags;
   if (deadline != WEFT_FOREVER) {
     s->flags |= SC_UNARMED;
-    t->nunarmed++;
+    t->n_unarmed++;
   }
   t->scope = s;
 }
 
 void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
   if (s->flags & SC_UNARMED)
-    t->nunarmed--;
+    t->n_unarmed--;
   else if (weft__timer_armed(&s->timer))
     weft__timers_del(&L->timers, &s->timer);
   weft__scope *p = s->parent;
@@ -75,7 +75,7 @@ void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
   s->flags &= ~(SC_OPEN | SC_UNARMED);
   if (s->flags & SC_DELIVERED) {
     if ((s->flags & SC_CANCELLED) &&
-        ((s->flags & SC_SHIELD) || !(p->flags & SC_EFF)))
+        ((s->flags & SC_SHIELD) || !(p->flags & SC_EFFECTIVE)))
       s->flags |= SC_CAUGHT;
     else
       p->flags |= SC_DELIVERED;
@@ -83,11 +83,11 @@ void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
 }
 
 void weft__arm_deadlines(weft_loop *L, weft_task *t) {
-  for (weft__scope *s = t->scope; s && s->task == t && t->nunarmed;
+  for (weft__scope *s = t->scope; s && s->task == t && t->n_unarmed;
        s = s->parent) {
     if (!(s->flags & SC_UNARMED)) continue;
     s->flags &= ~SC_UNARMED;
-    t->nunarmed--;
+    t->n_unarmed--;
     s->timer.fire = weft__scope_fire;
     if (weft__timers_add(&L->timers, &s->timer) != 0) {
       /* No memory for the heap: fire now rather than never. */
@@ -100,17 +100,17 @@ void weft__arm_deadlines(weft_loop *L, weft_task *t) {
 /* The children of a scope, in walk order: its inner scope, then the root
  * scopes in its child list. Those with a flag of `skip` are left out
  * (with their subtrees). */
-static inline weft__scope *elig(weft__scope *c, unsigned skip) {
+static inline weft__scope *skip_flagged(weft__scope *c, unsigned skip) {
   while (c && (c->flags & skip)) c = c->next;
   return c;
 }
 static inline weft__scope *first_child(weft__scope *s, unsigned skip) {
   if (s->inner && !(s->inner->flags & skip)) return s->inner;
-  return elig(s->child_head, skip);
+  return skip_flagged(s->child_head, skip);
 }
 static inline weft__scope *next_sibling(weft__scope *x, unsigned skip) {
   weft__scope *p = x->parent;
-  return p->inner == x ? elig(p->child_head, skip) : elig(x->next, skip);
+  return p->inner == x ? skip_flagged(p->child_head, skip) : skip_flagged(x->next, skip);
 }
 
 /* Visits the subtree of `root` (root included) depth-first, without
@@ -139,38 +139,38 @@ static void walk(weft__scope *root, unsigned skip, void (*visit)(weft__scope *))
 /* Marks a scope effectively cancelled and interrupts the task parked in
  * it, if it is that task's innermost scope. */
 static void mark_cancelled(weft__scope *s) {
-  s->flags |= SC_EFF;
+  s->flags |= SC_EFFECTIVE;
   if (s->task && s->task->scope == s) weft__interrupt(s->task);
 }
 
-static void mark_uncancelled(weft__scope *s) { s->flags &= ~SC_EFF; }
+static void mark_uncancelled(weft__scope *s) { s->flags &= ~SC_EFFECTIVE; }
 
 static void propagate(weft__scope *root) {
-  walk(root, SC_SHIELD | SC_EFF, mark_cancelled);
+  walk(root, SC_SHIELD | SC_EFFECTIVE, mark_cancelled);
 }
 
 void weft__scope_cancel(weft__scope *s) {
   if (s->flags & SC_CANCELLED) return;
   s->flags |= SC_CANCELLED;
-  if (!(s->flags & SC_EFF)) propagate(s);
+  if (!(s->flags & SC_EFFECTIVE)) propagate(s);
 }
 
-/* Recomputes SC_EFF below a scope that moved to a new parent. */
+/* Recomputes SC_EFFECTIVE below a scope that moved to a new parent. */
 void weft__scope_reparent(weft__scope *s, weft__scope *parent) {
   weft__scope_unlink(s);
   weft__scope_link(parent, s);
   bool eff = (s->flags & SC_CANCELLED) ||
-             (!(s->flags & SC_SHIELD) && (parent->flags & SC_EFF));
+             (!(s->flags & SC_SHIELD) && (parent->flags & SC_EFFECTIVE));
   if (eff) {
-    if (!(s->flags & SC_EFF)) propagate(s);
+    if (!(s->flags & SC_EFFECTIVE)) propagate(s);
     return;
   }
-  /* Uncancel: clear SC_EFF down the tree where nothing else sets it. */
+  /* Uncancel: clear SC_EFFECTIVE down the tree where nothing else sets it. */
   walk(s, SC_SHIELD | SC_CANCELLED, mark_uncancelled);
 }
 
 void weft__scope_fire(weft__timer *tm) {
-  weft__scope *s = (weft__scope *)((char *)tm - offsetof(weft__scope, timer));
+  weft__scope *s = weft__container_of(tm, weft__scope, timer);
   s->flags |= SC_FIRED;
   weft__scope_cancel(s);
 }
@@ -197,8 +197,8 @@ int weft_scope_open_shielded(weft_scope *s, int64_t deadline) {
 int weft_scope_open_after(weft_scope *s, int64_t duration) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
-  if (unlikely(!s)) return -EINVAL;
-  if (unlikely(!L || !(t = L->current)))
+  if (weft__unlikely(!s)) return -EINVAL;
+  if (weft__unlikely(!L || !(t = L->current)))
     return weft__misuse(__func__, WEFT_ENOTASK);
   weft__scope_push(t, (weft__scope *)s, weft__deadline_after(L, duration), 0);
   return 0;
@@ -230,7 +230,7 @@ int weft_scope_reschedule(weft_scope *ps, int64_t deadline) {
   if (s->flags & SC_UNARMED) {
     if (deadline == WEFT_FOREVER) {
       s->flags &= ~SC_UNARMED;
-      t->nunarmed--;
+      t->n_unarmed--;
     }
     s->timer.when = deadline;
   } else if (weft__timer_armed(&s->timer)) {
@@ -244,7 +244,7 @@ int weft_scope_reschedule(weft_scope *ps, int64_t deadline) {
     s->timer.when = deadline;
     if (L->current == t) { /* armed when t next suspends */
       s->flags |= SC_UNARMED;
-      t->nunarmed++;
+      t->n_unarmed++;
     } else {
       s->timer.fire = weft__scope_fire;
       if (weft__timers_add(&L->timers, &s->timer) != 0) return -ENOMEM;

@@ -94,16 +94,16 @@ weft_task *weft__task_new(weft_loop *L, weft_fn fn, void *arg,
   t->loop = L;
   t->stack = NULL;
   t->scope = NULL;
-  t->state = T_NEW;
+  t->state = WEFT__T_NEW;
   t->fn = fn;
   t->arg = arg;
   t->flags = L->stopping ? TF_CANCEL : 0;
   t->result = 0;
-  t->nunarmed = 0;
+  t->n_unarmed = 0;
   size_t kib = opts ? (opts->stack_size + 1023) / 1024 : 0;
   t->stack_size = kib > UINT32_MAX ? UINT32_MAX : (uint32_t)kib;
   t->id = ++L->next_id;
-  t->pscope = NULL;
+  t->parent_scope = NULL;
   t->joiner = NULL;
   t->group = NULL;
   t->x = NULL;
@@ -135,7 +135,7 @@ void weft__task_free(weft_loop *L, weft_task *t) {
     t->all_next->all_prev = t->all_prev;
   else
     L->all_tail = t->all_prev;
-  if (unlikely(t->x)) {
+  if (weft__unlikely(t->x)) {
     free(t->x->msg);
     free(t->x->name);
     for (done_cb *c = t->x->on_done, *n; c; c = n) {
@@ -145,7 +145,7 @@ void weft__task_free(weft_loop *L, weft_task *t) {
     free(t->x);
     t->x = NULL;
   }
-  t->state = T_FREE;
+  t->state = WEFT__T_FREE;
   t->flags = 0;
   t->rq_next = L->free_tasks;
   L->free_tasks = t;
@@ -160,7 +160,7 @@ void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t, bool eager) {
 }
 
 void weft__task_finish(weft_loop *L, weft_task *t) {
-  task_body *b = t->stack ? weft__body(t) : NULL; /* never ran: none */
+  weft__task_body *b = t->stack ? weft__body(t) : NULL; /* never ran: none */
   /* Scopes the body left open (a bug, reported in debug mode). */
   while (b && t->scope != &b->root) {
     weft__scope *s = t->scope;
@@ -169,12 +169,12 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
               weft_task_name(t), (s->flags & SC_GROUP) ? "group" : "scope");
     weft__scope_pop(L, t, s);
   }
-  t->state = T_DONE;
+  t->state = WEFT__T_DONE;
   L->ntasks--;
   if (b) fire_watches(&b->exit_hooks, t); /* e.g. locks it still holds */
   WEFT__INSTR(L, task_exited, t);
   if (t->flags & TF_GROUP) weft__group_child_exit(L, t);
-  if (unlikely(t->flags & TF_OWNER)) weft__task_owner_exit(L, t);
+  if (weft__unlikely(t->flags & TF_OWNER)) weft__task_owner_exit(L, t);
   if (b) weft__scope_unlink(&b->root);
   t->stack = NULL; /* the caller frees it once off it */
   t->scope = NULL;
@@ -220,12 +220,12 @@ weft_task *weft_spawn(weft_fn fn, void *arg, const weft_spawn_opts *opts) {
 static int check_handle_(weft_loop *L, const weft_task *t, const char *func) {
   if (!t) return -EINVAL;
   if (!L || t->loop != L) return weft__misuse(func, WEFT_ELOOP);
-  if (t->state == T_FREE) return -ESRCH;
+  if (t->state == WEFT__T_FREE) return -ESRCH;
   return 0;
 }
 
 static void join_unpark(weft_task *j) {
-  weft_task *t = weft__body(j)->wait_obj;
+  weft_task *t = weft__body(j)->wait_on.joinee;
   if (t && t->joiner == j) t->joiner = NULL;
 }
 
@@ -244,11 +244,11 @@ static int join(weft_task *t, bool *consumed, const char *func) {
   if (!(t->flags & TF_HANDLE)) return -ESRCH;
   if (t->joiner) return -EBUSY;
   if (weft__checkpoint(cur)) return -ECANCELED;
-  if (t->state != T_DONE) {
+  if (t->state != WEFT__T_DONE) {
     t->joiner = cur;
-    weft__body(cur)->wait_obj = t;
+    weft__body(cur)->wait_on.joinee = t;
     rc = weft__park(L, cur, join_unpark);
-    weft__body(cur)->wait_obj = NULL;
+    weft__body(cur)->wait_on.joinee = NULL;
     if (rc < 0) return rc;
   }
   rc = t->result;
@@ -280,7 +280,7 @@ int weft_join_until(weft_task *t, int64_t deadline) {
   /* Our deadline fired or we were cancelled: cancel t and wait for it to
    * finish, whatever happens to us meanwhile. */
   weft__task_cancel(t);
-  if (t->state != T_DONE) {
+  if (t->state != WEFT__T_DONE) {
     t->joiner = cur;
     weft__park(L, cur, NULL);
   }
@@ -306,7 +306,7 @@ int weft_detach(weft_task *t) {
   if (!(t->flags & TF_HANDLE)) return -ESRCH;
   if (t->joiner) return -EBUSY;
   t->flags &= ~TF_HANDLE;
-  if (t->state == T_DONE) weft__task_free(L, t);
+  if (t->state == WEFT__T_DONE) weft__task_free(L, t);
   return 0;
 }
 
@@ -314,7 +314,7 @@ int weft_cancel(weft_task *t) {
   weft_loop *L = weft__tls_loop;
   int rc = check_handle(L, t);
   if (rc) return rc;
-  if (t->state == T_DONE) return 0;
+  if (t->state == WEFT__T_DONE) return 0;
   weft__task_cancel(t);
   return 0;
 }
@@ -326,11 +326,11 @@ void weft__task_cancel(weft_task *t) {
     t->flags |= TF_CANCEL; /* applied when it first runs */
 }
 
-bool weft_task_done(const weft_task *t) { return t && t->state >= T_DONE; }
+bool weft_task_done(const weft_task *t) { return t && t->state >= WEFT__T_DONE; }
 
 int weft_task_error(const weft_task *t, const char **msg) {
-  if (!t || t->state == T_FREE) return -EINVAL;
-  if (t->state != T_DONE) return -EAGAIN;
+  if (!t || t->state == WEFT__T_FREE) return -EINVAL;
+  if (t->state != WEFT__T_DONE) return -EAGAIN;
   if (msg) *msg = weft__task_msg(t);
   return t->result;
 }
@@ -353,7 +353,7 @@ int weft_task_on_done(weft_task *t, void (*cb)(weft_task *, void *), void *arg) 
   if (!cb) return -EINVAL;
   int rc = check_handle(L, t);
   if (rc) return rc;
-  if (t->state == T_DONE) {
+  if (t->state == WEFT__T_DONE) {
     cb(t, arg);
     return 0;
   }
@@ -381,7 +381,7 @@ int weft_tasks_foreach(int (*cb)(weft_task *, void *), void *arg) {
   if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;
-    if (t->state >= T_DONE) continue;
+    if (t->state >= WEFT__T_DONE) continue;
     int rc = cb(t, arg);
     if (rc) return rc;
   }
@@ -401,10 +401,10 @@ int weft_fail(int code, const char *fmt, ...) {
 
 static const char *state_name(int s) {
   switch (s) {
-    case T_NEW: return "new";
-    case T_READY: return "ready";
-    case T_RUNNING: return "running";
-    case T_PARKED: return "waiting";
+    case WEFT__T_NEW: return "new";
+    case WEFT__T_READY: return "ready";
+    case WEFT__T_RUNNING: return "running";
+    case WEFT__T_PARKED: return "waiting";
     default: return "done";
   }
 }
@@ -413,7 +413,7 @@ int weft_dump_tasks(int fd) {
   weft_loop *L = weft__tls_loop;
   if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
   for (weft_task *t = L->all_head; t; t = t->all_next) {
-    if (t->state == T_FREE) continue;
+    if (t->state == WEFT__T_FREE) continue;
     const char *grp = (t->flags & TF_GROUP) ? " (group child)" : "";
     int rc = weft__fdprintf(fd, "%8llu  %-24s %s%s%s\n",
                             (unsigned long long)t->id, weft_task_name(t),

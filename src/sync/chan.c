@@ -80,7 +80,7 @@ fail:
 static inline weft__chan *handle_chan(const void *p, uint32_t magic, int *rc) {
   const handle *hd = p;
   *rc = 0;
-  if (unlikely(!hd || hd->h.magic != magic)) {
+  if (weft__unlikely(!hd || hd->h.magic != magic)) {
     *rc = hd && hd->h.magic == SO_DEAD ? -EIDRM : -EINVAL;
     return NULL;
   }
@@ -154,7 +154,7 @@ int weft_chan_rx_close(weft_chan_rx *rx) {
 
 /* Sends without waiting: 0, -EAGAIN, -EPIPE, -ENOMEM. */
 static inline int offer(weft__chan *ch, const void *item) {
-  if (unlikely(!ch->nrx)) return -EPIPE;
+  if (weft__unlikely(!ch->nrx)) return -EPIPE;
   weft__waiter *w = ch->receivers.head;
   if (w) {
     wl_pop(&ch->receivers);
@@ -171,7 +171,7 @@ static inline int offer(weft__chan *ch, const void *item) {
 /* Receives without waiting: 0, -EAGAIN, WEFT_EENDOFCHANNEL. */
 static inline int take(weft__chan *ch, void *out) {
   weft__waiter *w = ch->senders.head;
-  if (likely(ch->r.count)) {
+  if (weft__likely(ch->r.count)) {
     ring_pop(&ch->r, out);
     if (w) { /* the ring was full: the first sender's item moves in */
       wl_pop(&ch->senders);
@@ -193,13 +193,13 @@ int weft_chan_send(weft_chan_tx *tx, const void *item) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
   int rc;
-  if (unlikely(!item)) return -EINVAL;
+  if (weft__unlikely(!item)) return -EINVAL;
   weft__chan *ch = handle_chan(tx, SO_CHAN_TX, &rc);
-  if (unlikely(!ch)) return rc;
+  if (weft__unlikely(!ch)) return rc;
   rc = sobj_check_wait(&ch->h, SO_CHAN, L, &t, __func__);
-  if (unlikely(rc)) return rc;
+  if (weft__unlikely(rc)) return rc;
   rc = offer(ch, item);
-  if (likely(rc != -EAGAIN)) return rc;
+  if (weft__likely(rc != -EAGAIN)) return rc;
   return sobj_wait(L, t, &ch->senders, (void *)item, (uintptr_t)tx, true);
 }
 
@@ -207,13 +207,13 @@ int weft_chan_recv(weft_chan_rx *rx, void *out) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
   int rc;
-  if (unlikely(!out)) return -EINVAL;
+  if (weft__unlikely(!out)) return -EINVAL;
   weft__chan *ch = handle_chan(rx, SO_CHAN_RX, &rc);
-  if (unlikely(!ch)) return rc;
+  if (weft__unlikely(!ch)) return rc;
   rc = sobj_check_wait(&ch->h, SO_CHAN, L, &t, __func__);
-  if (unlikely(rc)) return rc;
+  if (weft__unlikely(rc)) return rc;
   rc = take(ch, out);
-  if (likely(rc != -EAGAIN)) return rc;
+  if (weft__likely(rc != -EAGAIN)) return rc;
   return sobj_wait(L, t, &ch->receivers, out, (uintptr_t)rx, true);
 }
 

@@ -36,11 +36,6 @@ typedef struct slot {
   size_t i;
 } slot;
 
-/* A code that the child's cancellation explains is not a failure. */
-static inline bool failed(weft_task *t, int rc) {
-  return rc < 0 && !(rc == -ECANCELED && weft__cancelled(t));
-}
-
 /* Runs call i unless the child was cancelled before it started: as in
  * asyncio, a task cancelled before its first step never runs. */
 static inline int run_call(weft_task *t, const slot *s) {
@@ -54,7 +49,7 @@ static inline int run_call(weft_task *t, const slot *s) {
  * group (a failure, or the caller's cancellation reaching it) but from
  * weft_cancel on the child or a scope of its own. */
 static inline bool cancelled_outside(const weft_task *t, int rc) {
-  return rc == -ECANCELED && !(t->pscope->flags & SC_EFF);
+  return rc == -ECANCELED && !(t->parent_scope->flags & SC_EFFECTIVE);
 }
 
 static int gather_child(void *arg) {
@@ -67,7 +62,7 @@ static int gather_child(void *arg) {
     /* A missing result, so not a success (asyncio: test_one_cancellation
      * raises CancelledError); as there, it cancels no sibling. */
     if (!c->fail) c->fail = -ECANCELED;
-  } else if (!c->cancelling && failed(t, rc)) {
+  } else if (!c->cancelling && weft__failed(rc)) {
     if (!c->fail) c->fail = rc;
     c->cancelling = true;
     weft_group_cancel(c->grp);
@@ -85,7 +80,7 @@ static int race_child(void *arg) {
       c->winner = s->i;
       weft_group_cancel(c->grp);
     }
-  } else if (!c->fail && failed(t, rc)) {
+  } else if (!c->fail && weft__failed(rc)) {
     c->fail = rc;
   }
   return 0;
@@ -136,7 +131,7 @@ out:
 static int check(const char *func, const weft_call *calls, size_t n,
                  int *results) {
   weft_task *t = weft__cur();
-  if (unlikely(!t)) return weft__misuse(func, WEFT_ENOTASK);
+  if (weft__unlikely(!t)) return weft__misuse(func, WEFT_ENOTASK);
   if (n && !calls) return -EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!calls[i].fn) return -EINVAL;

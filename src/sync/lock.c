@@ -35,7 +35,7 @@ static void wake_conds(weft_lock *l, int code) {
 }
 
 static void owner_exit(weft__watch *h, weft_task *t) {
-  weft_lock *l = (weft_lock *)((char *)h - offsetof(weft_lock, hook));
+  weft_lock *l = weft__container_of(h, weft_lock, hook);
   (void)t;
   l->owner = NULL;
   l->broken = true;
@@ -115,8 +115,8 @@ int weft_lock_acquire(weft_lock *l) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
   int rc = sobj_check_wait(SOBJ(l), SO_LOCK, L, &t, __func__);
-  if (unlikely(rc)) return rc;
-  if (likely(!l->owner && !l->broken)) {
+  if (weft__unlikely(rc)) return rc;
+  if (weft__likely(!l->owner && !l->broken)) {
     take(l, t);
     return 0;
   }
@@ -138,8 +138,8 @@ int weft_lock_try_acquire(weft_lock *l) {
 int weft_lock_release(weft_lock *l) {
   weft_task *t;
   int rc = sobj_check_task(SOBJ(l), SO_LOCK, weft__tls_loop, &t, __func__);
-  if (unlikely(rc)) return rc;
-  if (unlikely(l->owner != t)) return -EPERM;
+  if (weft__unlikely(rc)) return rc;
+  if (weft__unlikely(l->owner != t)) return -EPERM;
   weft__lock_handoff(l);
   return 0;
 }
@@ -159,7 +159,7 @@ static void cond_release(weft__sobj *o) {
 }
 
 static void own_lock_release(weft__sobj *o) {
-  weft_cond *c = (weft_cond *)((char *)o - offsetof(weft_cond, own));
+  weft_cond *c = weft__container_of(o, weft_cond, own);
   if (c->h.magic == SO_DEAD && !c->h.inside) free(c);
 }
 

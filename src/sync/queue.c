@@ -157,7 +157,7 @@ static int grow(weft_queue *q) {
 }
 
 static inline void store_push(weft_queue *q, const void *item) {
-  if (likely(q->kind == Q_FIFO)) {
+  if (weft__likely(q->kind == Q_FIFO)) {
     ring_push(&q->r, item);
   } else if (q->kind == Q_LIFO) {
     item_copy(slot(q, q->r.count), item, q->r.elem);
@@ -168,7 +168,7 @@ static inline void store_push(weft_queue *q, const void *item) {
 }
 
 static inline void store_pop(weft_queue *q, void *out) {
-  if (likely(q->kind == Q_FIFO)) {
+  if (weft__likely(q->kind == Q_FIFO)) {
     ring_pop(&q->r, out);
   } else if (q->kind == Q_LIFO) {
     q->r.count--;
@@ -182,7 +182,7 @@ static inline void store_pop(weft_queue *q, void *out) {
 
 /* Puts without waiting: 0, -EAGAIN (full), -ESHUTDOWN, -ENOMEM. */
 static inline int offer(weft_queue *q, const void *item) {
-  if (unlikely(q->shut)) return -ESHUTDOWN;
+  if (weft__unlikely(q->shut)) return -ESHUTDOWN;
   weft__waiter *w = q->getters.head;
   if (w) { /* the queue is empty: straight to the first getter */
     wl_pop(&q->getters);
@@ -191,7 +191,7 @@ static inline int offer(weft_queue *q, const void *item) {
     weft__wake(w->task, 0);
     return 0;
   }
-  if (unlikely(q->r.count == q->r.slots)) {
+  if (weft__unlikely(q->r.count == q->r.slots)) {
     int rc = grow(q);
     if (rc) return rc;
   }
@@ -203,7 +203,7 @@ static inline int offer(weft_queue *q, const void *item) {
 /* Gets without waiting: 0, -EAGAIN (empty), -ESHUTDOWN (shut down and
  * empty). */
 static inline int take(weft_queue *q, void *out) {
-  if (unlikely(!q->r.count)) return q->shut ? -ESHUTDOWN : -EAGAIN;
+  if (weft__unlikely(!q->r.count)) return q->shut ? -ESHUTDOWN : -EAGAIN;
   store_pop(q, out);
   weft__waiter *w = q->putters.head;
   if (w) { /* the queue was full: the first putter's item moves in */
@@ -218,22 +218,22 @@ static inline int take(weft_queue *q, void *out) {
 int weft_queue_put(weft_queue *q, const void *item) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
-  if (unlikely(!item)) return -EINVAL;
+  if (weft__unlikely(!item)) return -EINVAL;
   int rc = sobj_check_wait(SOBJ(q), SO_QUEUE, L, &t, __func__);
-  if (unlikely(rc)) return rc;
+  if (weft__unlikely(rc)) return rc;
   rc = offer(q, item);
-  if (likely(rc != -EAGAIN)) return rc;
+  if (weft__likely(rc != -EAGAIN)) return rc;
   return sobj_wait(L, t, &q->putters, (void *)item, 0, true);
 }
 
 int weft_queue_get(weft_queue *q, void *out) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
-  if (unlikely(!out)) return -EINVAL;
+  if (weft__unlikely(!out)) return -EINVAL;
   int rc = sobj_check_wait(SOBJ(q), SO_QUEUE, L, &t, __func__);
-  if (unlikely(rc)) return rc;
+  if (weft__unlikely(rc)) return rc;
   rc = take(q, out);
-  if (likely(rc != -EAGAIN)) return rc;
+  if (weft__likely(rc != -EAGAIN)) return rc;
   return sobj_wait(L, t, &q->getters, out, 0, true);
 }
 

@@ -59,7 +59,7 @@ static int arm(weft_loop *L, weft_limiter *l) {
 }
 
 static void lim_fire(weft__timer *tm) {
-  weft_limiter *l = (weft_limiter *)((char *)tm - offsetof(weft_limiter, tm));
+  weft_limiter *l = weft__container_of(tm, weft_limiter, tm);
   refill(l, weft_now());
   while (l->waiters.head && take(l))
     weft__wake(wl_pop(&l->waiters)->task, 0);
@@ -77,7 +77,7 @@ static void lim_unpark(weft_task *t) {
   wl_remove(list, w);
   if (!list->head) {
     weft_limiter *l =
-        (weft_limiter *)((char *)list - offsetof(weft_limiter, waiters));
+        weft__container_of(list, weft_limiter, waiters);
     weft__timers_del(&t->loop->timers, &l->tm);
   }
 }

@@ -69,7 +69,7 @@ static int64_t grow(int64_t d, const weft_retry_opts *o) {
 
 int weft_retry(weft_fn fn, void *arg, const weft_retry_opts *opts) {
   weft_task *t = weft__cur();
-  if (unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
   weft_retry_opts def;
   if (!opts) {
     weft_retry_opts_init(&def);

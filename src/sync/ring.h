@@ -29,7 +29,7 @@ WEFT__HIDDEN void weft__ring_destroy(weft__ring *r);
 WEFT__HIDDEN int weft__ring_grow(weft__ring *r);
 /* Room for one more item, growing if need be: 0, -EAGAIN, -ENOMEM. */
 static inline int ring_room(weft__ring *r) {
-  return likely(r->count < r->slots) ? 0 : weft__ring_grow(r);
+  return weft__likely(r->count < r->slots) ? 0 : weft__ring_grow(r);
 }
 
 /* Appends an item; there must be room. */

@@ -46,8 +46,8 @@ int weft_sem_acquire(weft_sem *s) {
   weft_loop *L = weft__tls_loop;
   weft_task *t;
   int rc = sobj_check_wait(SOBJ(s), SO_SEM, L, &t, __func__);
-  if (unlikely(rc)) return rc;
-  if (likely(s->value)) {
+  if (weft__unlikely(rc)) return rc;
+  if (weft__likely(s->value)) {
     s->value--;
     return 0;
   }
@@ -64,8 +64,8 @@ int weft_sem_try_acquire(weft_sem *s) {
 
 int weft_sem_release(weft_sem *s) {
   int rc = sobj_check(SOBJ(s), SO_SEM, weft__tls_loop, __func__);
-  if (unlikely(rc)) return rc;
-  if (unlikely(s->value >= s->bound)) return -EOVERFLOW;
+  if (weft__unlikely(rc)) return rc;
+  if (weft__unlikely(s->value >= s->bound)) return -EOVERFLOW;
   weft__waiter *w = wl_pop(&s->waiters);
   if (w)
     weft__wake(w->task, 0);

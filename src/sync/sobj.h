@@ -1,7 +1,7 @@
 /*
  * What every sync object shares: a header (type tag, loop binding) and
  * intrusive FIFO lists of waiter records. A task's waiter record lives in
- * its body (task_body.wait_node): a task waits on one thing at a time,
+ * its body (weft__task_body.wait_node): a task waits on one thing at a time,
  * and so a wait can end in a tail call to weft__park (see switch_away in
  * core/loop.c for why that matters).
  *
@@ -79,9 +79,9 @@ static inline void sobj_init(weft__sobj *o, uint32_t magic,
  * unbound object to the caller's loop. */
 static inline int sobj_check(weft__sobj *o, uint32_t magic, weft_loop *L,
                              const char *fn) {
-  if (unlikely(!o)) return -EINVAL;
-  if (unlikely(o->magic != magic)) return o->magic == SO_DEAD ? -EIDRM : -EINVAL;
-  if (likely(o->loop == L)) return 0;
+  if (weft__unlikely(!o)) return -EINVAL;
+  if (weft__unlikely(o->magic != magic)) return o->magic == SO_DEAD ? -EIDRM : -EINVAL;
+  if (weft__likely(o->loop == L)) return 0;
   if (!o->loop) {
     o->loop = L;
     return 0;
@@ -95,10 +95,10 @@ static inline int sobj_check_task(weft__sobj *o, uint32_t magic, weft_loop *L,
                                   weft_task **tp, const char *fn) {
   weft_task *t = L ? L->current : NULL;
   *tp = t;
-  if (unlikely(!o)) return -EINVAL;
-  if (unlikely(o->magic != magic)) return o->magic == SO_DEAD ? -EIDRM : -EINVAL;
-  if (unlikely(!t)) return weft__misuse(fn, WEFT_ENOTASK);
-  if (unlikely(o->loop != L)) {
+  if (weft__unlikely(!o)) return -EINVAL;
+  if (weft__unlikely(o->magic != magic)) return o->magic == SO_DEAD ? -EIDRM : -EINVAL;
+  if (weft__unlikely(!t)) return weft__misuse(fn, WEFT_ENOTASK);
+  if (weft__unlikely(o->loop != L)) {
     if (o->loop) return weft__misuse(fn, WEFT_ELOOP);
     o->loop = L;
   }
@@ -109,7 +109,7 @@ static inline int sobj_check_task(weft__sobj *o, uint32_t magic, weft_loop *L,
 static inline int sobj_check_wait(weft__sobj *o, uint32_t magic, weft_loop *L,
                                   weft_task **tp, const char *fn) {
   int rc = sobj_check_task(o, magic, L, tp, fn);
-  if (unlikely(rc)) return rc;
+  if (weft__unlikely(rc)) return rc;
   return weft__checkpoint(*tp);
 }
 
@@ -183,8 +183,8 @@ static inline void wl_wake_all(weft__wlist *l, int code) {
 
 /* ---- parking -------------------------------------------------------- */
 
-_Static_assert(sizeof(weft__waiter) <= sizeof(((task_body *)0)->wait_node),
-               "task_body.wait_node too small for a waiter record");
+_Static_assert(sizeof(weft__waiter) <= sizeof(((weft__task_body *)0)->wait_node),
+               "weft__task_body.wait_node too small for a waiter record");
 
 /* The waiter record of t (in its body). */
 static inline weft__waiter *task_waiter(weft_task *t) {
@@ -209,7 +209,7 @@ static inline int sobj_wait(weft_loop *L, weft_task *t, weft__wlist *l,
 
 /* A task counted in `inside` is done with the object. */
 static inline void sobj_leave(weft__sobj *o) {
-  if (unlikely(--o->inside == 0 && o->magic == SO_DEAD)) o->release(o);
+  if (weft__unlikely(--o->inside == 0 && o->magic == SO_DEAD)) o->release(o);
 }
 
 /* The common part of every free: 0 and the object is dead (released now

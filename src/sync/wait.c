@@ -36,16 +36,13 @@ static void nodes_unlink(watch_node *nodes, size_t n) {
 static int check_task(weft_loop *L, weft_task *cur, const weft_task *t) {
   if (!t) return -EINVAL;
   if (t->loop != L) return WEFT_ELOOP;
-  if (t->state == T_FREE) return -ESRCH;
+  if (t->state == WEFT__T_FREE) return -ESRCH;
   if (t->flags & TF_GROUP) return -EINVAL;
   if (!(t->flags & TF_HANDLE)) return -ESRCH;
   if (t == cur) return -EDEADLK;
   return 0;
 }
 
-static inline bool task_failed(const weft_task *t) {
-  return t->result < 0 && t->result != -ECANCELED;
-}
 
 /* ---- weft_wait --------------------------------------------------------- */
 
@@ -69,7 +66,7 @@ static bool satisfied(const waiter *w) {
 static void wait_done(weft__watch *node, weft_task *t) {
   waiter *w = ((watch_node *)node)->owner;
   w->ndone++;
-  if (task_failed(t)) w->nfail++;
+  if (weft__failed(t->result)) w->nfail++;
   if (!w->woken && satisfied(w)) {
     w->woken = true;
     weft__wake(w->task, 0);
@@ -77,7 +74,7 @@ static void wait_done(weft__watch *node, weft_task *t) {
 }
 
 static void wait_unpark(weft_task *t) {
-  ((waiter *)weft__body(t)->wait_obj)->woken = true;
+  ((waiter *)weft__body(t)->wait_on.layer)->woken = true;
 }
 
 /* Parks until the callbacks say the condition holds or the deadline (or
@@ -94,16 +91,16 @@ static int wait_park(weft_loop *L, weft_task *cur, waiter *w,
   int rc = 0;
   for (size_t i = 0; i < w->n; i++) {
     nodes[i].w.pprev = NULL;
-    if (!rc && tasks[i]->state != T_DONE)
+    if (!rc && tasks[i]->state != WEFT__T_DONE)
       rc = node_link(&nodes[i], tasks[i], wait_done, w);
   }
   if (rc) goto out;
   weft_scope s;
   weft__scope *sc = (weft__scope *)&s;
   weft__scope_push(cur, sc, deadline, 0);
-  weft__body(cur)->wait_obj = w;
+  weft__body(cur)->wait_on.layer = w;
   weft__park(L, cur, wait_unpark);
-  weft__body(cur)->wait_obj = NULL;
+  weft__body(cur)->wait_on.layer = NULL;
   weft__scope_pop(L, cur, sc);
   /* Our own deadline is a normal return; an outer cancellation is not. */
   rc = weft__checkpoint(cur);
@@ -117,16 +114,16 @@ int weft_wait(weft_task *const *tasks, size_t n, int mode, int64_t deadline,
               bool *done) {
   weft_loop *L = weft__tls_loop;
   weft_task *cur = L ? L->current : NULL;
-  if (unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
   if (!tasks || !n) return -EINVAL;
   if (mode < WEFT_FIRST_COMPLETED || mode > WEFT_ALL_COMPLETED) return -EINVAL;
   waiter w = {.task = cur, .n = n, .mode = mode};
   for (size_t i = 0; i < n; i++) {
     int rc = check_task(L, cur, tasks[i]);
     if (rc) return rc == WEFT_ELOOP ? weft__misuse(__func__, rc) : rc;
-    if (tasks[i]->state == T_DONE) {
+    if (tasks[i]->state == WEFT__T_DONE) {
       w.ndone++;
-      w.nfail += task_failed(tasks[i]);
+      w.nfail += weft__failed(tasks[i]->result);
     }
   }
   if (weft__checkpoint(cur)) return -ECANCELED;
@@ -136,7 +133,7 @@ int weft_wait(weft_task *const *tasks, size_t n, int mode, int64_t deadline,
   }
   int count = 0;
   for (size_t i = 0; i < n; i++) {
-    bool d = tasks[i]->state == T_DONE;
+    bool d = tasks[i]->state == WEFT__T_DONE;
     if (done) done[i] = d;
     count += d;
   }
@@ -178,7 +175,7 @@ static void ac_done(weft__watch *node, weft_task *t) {
 }
 
 static void ac_unpark(weft_task *t) {
-  ((ac_core *)weft__body(t)->wait_obj)->waiter = NULL;
+  ((ac_core *)weft__body(t)->wait_on.layer)->waiter = NULL;
 }
 
 static void ac_free(ac_iter *it) {
@@ -205,7 +202,7 @@ static ac_core *ac_new(weft_loop *L, weft_task *const *tasks, size_t n) {
   for (size_t i = 0; i < n; i++) {
     c->nodes[i].w.pprev = NULL;
     if (rc) continue;
-    if (tasks[i]->state == T_DONE)
+    if (tasks[i]->state == WEFT__T_DONE)
       c->ready[c->tail++] = tasks[i];
     else
       rc = node_link(&c->nodes[i], tasks[i], ac_done, c);
@@ -226,7 +223,7 @@ int weft_as_completed_init(weft_as_completed *pit, weft_task *const *tasks,
   if (!it) return -EINVAL;
   it->core = NULL;
   it->magic = 0;
-  if (unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
   if (n && !tasks) return -EINVAL;
   for (size_t i = 0; i < n; i++) {
     int rc = check_task(L, cur, tasks[i]);
@@ -253,7 +250,7 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   weft_task *cur = L ? L->current : NULL;
   if (!it || !task || it->magic != AC_MAGIC) return -EINVAL;
   *task = NULL;
-  if (unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
   ac_core *c = it->core;
   if (!c) return -ECHILD;
   if (c->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
@@ -266,9 +263,9 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   weft__scope *sc = (weft__scope *)&s;
   weft__scope_push(cur, sc, it->deadline, 0);
   c->waiter = cur;
-  weft__body(cur)->wait_obj = c;
+  weft__body(cur)->wait_on.layer = c;
   int rc = weft__park(L, cur, ac_unpark);
-  weft__body(cur)->wait_obj = NULL;
+  weft__body(cur)->wait_on.layer = NULL;
   weft__scope_pop(L, cur, sc);
   if (rc == 0) return ac_pop(it, task); /* woken by a completion: ours */
   if (weft__checkpoint(cur)) return -ECANCELED; /* nothing lost: queued */

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "thread/thread.h"
+#include "thread/layer.h"
 
 /* ---- read --------------------------------------------------------------- */
 

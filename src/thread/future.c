@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "thread/thread.h"
+#include "thread/layer.h"
 
 enum {
   F_DONE = 1u << 0,
@@ -343,7 +343,7 @@ static void submit_run(weft_loop *L, weft__msg *m) {
 }
 
 static void cancel_run(weft_loop *L, weft__msg *m) {
-  weft_future *f = (weft_future *)((char *)m - offsetof(weft_future, cancel_msg));
+  weft_future *f = weft__container_of(m, weft_future, cancel_msg);
   if (f->task) weft__task_cancel(f->task);
   weft__loop_unref_lazy(L); /* the future's reference, handed over */
   future_unref(f);
@@ -380,7 +380,7 @@ weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg) {
 }
 
 static void task_wait_unpark(weft_task *t) {
-  weft_future *f = weft__body(t)->wait_obj;
+  weft_future *f = weft__body(t)->wait_on.layer;
   unsigned old = atomic_fetch_and(&f->state, ~(unsigned)F_TASKWAIT);
   f->wtask = NULL;
   /* Not done: nobody will post the wake, so the loop reference is ours
@@ -401,10 +401,10 @@ static int wait_task(weft_loop *L, weft_task *t, weft_future *f) {
     weft__loop_unref_lazy(L);
     return 0;
   }
-  task_body *b = weft__body(t);
-  b->wait_obj = f;
+  weft__task_body *b = weft__body(t);
+  b->wait_on.layer = f;
   int rc = weft__park(L, t, task_wait_unpark);
-  b->wait_obj = NULL;
+  b->wait_on.layer = NULL;
   return rc;
 }
 

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "thread/thread.h"
+#include "thread/layer.h"
 
 typedef struct call_msg {
   weft__msg msg;

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "thread/thread.h"
+#include "thread/layer.h"
 
 typedef struct loop_thread {
   pthread_t th;

@@ -45,7 +45,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "thread/thread.h"
+#include "thread/layer.h"
 
 enum { J_DONE = 1u, J_ABANDONED = 2u };
 
@@ -234,7 +234,7 @@ static void default_init(void) {
 
 weft_executor *weft__default_executor(void) {
   weft_executor *ex = __atomic_load_n(&default_ex, __ATOMIC_ACQUIRE);
-  if (likely(ex)) return ex;
+  if (weft__likely(ex)) return ex;
   pthread_once(&default_once, default_init);
   ex = __atomic_load_n(&default_ex, __ATOMIC_ACQUIRE);
   if (!ex) errno = ENOMEM; /* a later call does not retry: pthread_once */
@@ -321,7 +321,7 @@ static void job_dispose_abandoned(job *j, int status) {
 /* Runs on the loop's thread: the job ended while its task waited, or
  * while the task was being cancelled (then the cleanup gets it). */
 static void job_complete(weft_loop *L, weft__msg *m) {
-  job *j = (job *)((char *)m - offsetof(job, msg));
+  job *j = weft__container_of(m, job, msg);
   if (atomic_load_explicit(&j->state, memory_order_relaxed) & J_ABANDONED) {
     job_dispose_abandoned(j, j->status);
     return;
@@ -349,7 +349,7 @@ static void job_finish(job *j, int status) {
 
 /* Called by the loop when the waiting task is cancelled. */
 static void job_unpark(weft_task *t) {
-  job *j = weft__body(t)->wait_obj;
+  job *j = weft__body(t)->wait_on.layer;
   weft_executor *ex = j->ex;
   weft_loop *L = t->loop;
   L->nexpected--;
@@ -596,10 +596,10 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
     goto fail;
   }
   L->nexpected++; /* the completion comes soon: see weft__spin */
-  task_body *b = weft__body(t);
-  b->wait_obj = j;
+  weft__task_body *b = weft__body(t);
+  b->wait_on.layer = j;
   rc = weft__park(L, t, job_unpark);
-  b->wait_obj = NULL;
+  b->wait_on.layer = NULL;
   if (rc == -ECANCELED) return rc; /* the job went to its cleanup */
   if (rc == 0) {
     if (result) *result = j->result;
@@ -645,7 +645,7 @@ int weft_to_thread(weft_blocking_fn fn, void *arg, void **result) {
 static void pool_loop_stop(weft_loop *L) {
   (void)L; /* one loop per thread: tls_user is L's */
   pool_user *u = tls_user;
-  if (likely(!u)) return;
+  if (weft__likely(!u)) return;
   tls_user = NULL;
   weft_executor *ex = __atomic_load_n(&default_ex, __ATOMIC_ACQUIRE);
   if (!ex) { /* a child of fork() that could not make a pool */
