@@ -93,6 +93,7 @@ tsan: deps
 	  -DWEFT_TEST_EXCLUDE='^test_scale' $(CMAKE_FLAGS)
 	$(CMAKE) --build build-tsan -j$(JOBS)
 	TSAN_OPTIONS="$${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+	WEFT_TIMEOUT_SCALE="$${WEFT_TIMEOUT_SCALE:-3}" \
 	  $(CTEST) --test-dir build-tsan $(CTEST_ARGS)
 
 # Core stands without the thread layer (WEFT_THREAD=OFF leaves src/thread/

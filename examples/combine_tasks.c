@@ -29,8 +29,9 @@ static int do_lookup(void *arg) {
   return rc ? rc : l->code;
 }
 
+/* 40 ms apart, so that the order holds on a slow machine too. */
 static lookup lk[4] = {
-    {"dns-a", 30, 0}, {"dns-b", 10, -ECONNREFUSED}, {"dns-c", 20, 0},
+    {"dns-a", 90, 0}, {"dns-b", 10, -ECONNREFUSED}, {"dns-c", 50, 0},
     {"dns-d", 1000, 0}};
 
 static int unexpected;
@@ -62,15 +63,15 @@ static int main_task(void *arg) {
   check(rc == 0 && w == 2 && res[3] == -ECANCELED,
         "dns-c wins (dns-b failed first), dns-d is cancelled");
 
-  printf("wait: FIRST_COMPLETED with a 50 ms deadline, then as_completed\n");
+  printf("wait: FIRST_COMPLETED with a 30 ms deadline, then as_completed\n");
   weft_task *t[4];
   for (int i = 0; i < 4; i++) t[i] = weft_spawn(do_lookup, &lk[i], NULL);
   bool done[4];
-  int n = weft_wait(t, 4, WEFT_FIRST_COMPLETED, weft_now() + WEFT_MS(50), done);
+  int n = weft_wait(t, 4, WEFT_FIRST_COMPLETED, weft_now() + WEFT_MS(30), done);
   check(n == 1 && done[1], "one done (dns-b), the rest pending, nothing cancelled");
 
   weft_as_completed it;
-  weft_as_completed_init(&it, t, 4, weft_now() + WEFT_MS(100));
+  weft_as_completed_init(&it, t, 4, weft_now() + WEFT_MS(250));
   weft_task *x;
   int order = 0;
   while ((rc = weft_as_completed_next(&it, &x)) == 0) {

@@ -635,9 +635,11 @@ static int index_of(weft_task *const *t, int n, weft_task *x) {
 static int ac_order_main(void *arg) {
   ast *s = arg;
   s->j[0] = (job){.code = 10};            /* done before init */
-  s->j[1] = (job){.sleep = WEFT_MS(30), .code = 11};
+  /* 40 ms apart: the order holds even when starting a task is slow
+   * (sanitizers, qemu). */
+  s->j[1] = (job){.sleep = WEFT_MS(90), .code = 11};
   s->j[2] = (job){.sleep = WEFT_MS(10), .code = 12};
-  s->j[3] = (job){.sleep = WEFT_MS(20), .code = 13};
+  s->j[3] = (job){.sleep = WEFT_MS(50), .code = 13};
   weft_task *t[4];
   for (int i = 0; i < 4; i++) t[i] = spawn_job(&s->j[i]);
   while (!weft_task_done(t[0])) weft_yield();
