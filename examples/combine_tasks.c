@@ -6,7 +6,7 @@
  *
  * asyncio.gather(*aws)                          weft_gather(calls, n, results, 0)
  * asyncio.gather(*aws, return_exceptions=True)  ... WEFT_GATHER_ALL
- * first to succeed (happy eyeballs)             weft_race(calls, n, &winner, results)
+ * first to succeed (happy eyeballs)             weft_race(calls, n, results, &winner)
  * asyncio.wait(tasks, timeout, FIRST_COMPLETED) weft_wait(tasks, n, WEFT_FIRST_COMPLETED, deadline, done)
  * asyncio.as_completed(tasks, timeout)          weft_as_completed_init / _next / _close
  *
@@ -58,7 +58,7 @@ static int main_task(void *arg) {
 
   printf("race: the first success wins\n");
   size_t w;
-  rc = weft_race(calls, 4, &w, res);
+  rc = weft_race(calls, 4, res, &w);
   printf("  winner: %s\n", lk[w].name);
   check(rc == 0 && w == 2 && res[3] == -ECANCELED,
         "dns-c wins (dns-b failed first), dns-d is cancelled");

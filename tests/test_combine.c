@@ -296,7 +296,7 @@ static int race_main(void *arg) {
   s->j[3] = (job){.sleep = WEFT_SEC(10), .code = 0};
   weft_call calls[4];
   calls_of(calls, s->j, 4);
-  s->rc = weft_race(calls, 4, &s->winner, s->results);
+  s->rc = weft_race(calls, 4, s->results, &s->winner);
   for (int i = 0; i < 4; i++) cr_assert_eq(s->j[i].finished, 1, "child %d", i);
   return 0;
 }
@@ -322,7 +322,7 @@ static int race_fail_main(void *arg) {
   s->j[2] = (job){.sleep = WEFT_MS(40), .code = -EHOSTUNREACH};
   weft_call calls[3];
   calls_of(calls, s->j, 3);
-  s->rc = weft_race(calls, 3, &s->winner, s->results);
+  s->rc = weft_race(calls, 3, s->results, &s->winner);
   return 0;
 }
 
@@ -342,7 +342,7 @@ static int racer(void *arg) {
   for (int i = 0; i < 2; i++) s->j[i] = (job){.sleep = WEFT_SEC(10)};
   weft_call calls[2];
   calls_of(calls, s->j, 2);
-  s->rc = weft_race(calls, 2, &s->winner, NULL);
+  s->rc = weft_race(calls, 2, NULL, &s->winner);
   return 0;
 }
 
@@ -374,17 +374,17 @@ static int race_bad_main(void *arg) {
   int n = 0;
   weft_call bad[2] = {{count_calls, &n}, {NULL, NULL}};
   weft_call ok[1] = {{count_calls, &n}};
-  s->empty = weft_race(ok, 0, &s->winner, NULL);
+  s->empty = weft_race(ok, 0, NULL, &s->winner);
   s->null_calls = weft_race(NULL, 2, NULL, NULL);
   s->null_fn = weft_race(bad, 2, NULL, NULL);
-  s->one = weft_race(ok, 1, &s->winner, NULL);
+  s->one = weft_race(ok, 1, NULL, &s->winner);
   return 0;
 }
 
 Test(combine, race_bad_input, .timeout = 10) {
   weft_call ok[1] = {{count_calls, NULL}};
   size_t w = 99;
-  cr_assert_eq(weft_race(ok, 1, &w, NULL), WEFT_ENOTASK);
+  cr_assert_eq(weft_race(ok, 1, NULL, &w), WEFT_ENOTASK);
   cr_assert_eq(w, 1);
   rbad_st s = {0};
   cr_assert_eq(weft_run(race_bad_main, &s), 0);

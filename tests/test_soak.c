@@ -3026,7 +3026,7 @@ static void cb_gather_race(combp *P, wk *w, cbop *op) {
   sc.complex = true;
   int rc;
   if (op->kind == 2)
-    rc = note(w, OP(w, OP_RACE, weft_race(calls, (size_t)op->n, &winner, results)));
+    rc = note(w, OP(w, OP_RACE, weft_race(calls, (size_t)op->n, results, &winner)));
   else
     rc = note(w, OP(w, OP_GATHER,
                     weft_gather(calls, (size_t)op->n, results,

@@ -83,9 +83,10 @@ WEFT_API int weft_gather(const weft_call *calls, size_t n, int *results,
  * caller is cancelled before anyone won: -ECANCELED, *winner = n.
  * Children never outlive the call.
  * Errors: -EINVAL (calls NULL, n == 0, a NULL fn), -ENOMEM,
- * WEFT_ENOTASK. A checkpoint. */
-WEFT_API int weft_race(const weft_call *calls, size_t n, size_t *winner,
-                       int *results);
+ * WEFT_ENOTASK. A checkpoint. The arguments follow weft_gather's order:
+ * the calls, then what comes back (results[], then the winner). */
+WEFT_API int weft_race(const weft_call *calls, size_t n, int *results,
+                       size_t *winner);
 
 /* ------------------------------------------------------------------ */
 /* wait and as_completed                                               */

@@ -155,7 +155,7 @@ int weft_gather(const weft_call *calls, size_t n, int *results,
   return rc;
 }
 
-int weft_race(const weft_call *calls, size_t n, size_t *winner, int *results) {
+int weft_race(const weft_call *calls, size_t n, int *results, size_t *winner) {
   if (winner) *winner = n;
   int rc = check(__func__, calls, n, results);
   if (rc) return rc;
