@@ -575,7 +575,7 @@ static void *submitter(void *arg) {
   }
   if (last) {
     int res = -1;
-    int rc = weft_future_wait(last, WEFT_FOREVER, &res);
+    int rc = weft_future_wait(last, &res);
     if (rc || res) st->rc = fail("weft_future_wait", rc ? rc : res);
     weft_future_free(last);
   }
@@ -627,7 +627,7 @@ struct fdwait_state {
 /* Waits until fd is readable and reads one byte into *c. */
 static int fd_read1(int fd, unsigned char *c) {
   for (;;) {
-    int ev = weft_wait_fd(fd, WEFT_READABLE, WEFT_FOREVER);
+    int ev = weft_wait_fd(fd, WEFT_READABLE);
     if (ev < 0) return fail("weft_wait_fd", ev);
     ssize_t r = read(fd, c, 1);
     if (r == 1) return 0;

@@ -7,7 +7,7 @@
  * asyncio.gather(*aws)                          weft_gather(calls, n, results, 0)
  * asyncio.gather(*aws, return_exceptions=True)  ... WEFT_GATHER_ALL
  * first to succeed (happy eyeballs)             weft_race(calls, n, results, &winner)
- * asyncio.wait(tasks, timeout, FIRST_COMPLETED) weft_wait(tasks, n, WEFT_FIRST_COMPLETED, deadline, done)
+ * asyncio.wait(tasks, timeout, FIRST_COMPLETED) weft_wait_until(tasks, n, WEFT_FIRST_COMPLETED, done, deadline)
  * asyncio.as_completed(tasks, timeout)          weft_as_completed_init / _next / _close
  *
  * Exits 0 when every result was as expected.
@@ -67,11 +67,11 @@ static int main_task(void *arg) {
   weft_task *t[4];
   for (int i = 0; i < 4; i++) t[i] = weft_spawn(do_lookup, &lk[i], NULL);
   bool done[4];
-  int n = weft_wait(t, 4, WEFT_FIRST_COMPLETED, weft_now() + WEFT_MS(30), done);
+  int n = weft_wait_until(t, 4, WEFT_FIRST_COMPLETED, done, weft_now() + WEFT_MS(30));
   check(n == 1 && done[1], "one done (dns-b), the rest pending, nothing cancelled");
 
   weft_as_completed it;
-  weft_as_completed_init(&it, t, 4, weft_now() + WEFT_MS(250));
+  weft_as_completed_init_until(&it, t, 4, weft_now() + WEFT_MS(250));
   weft_task *x;
   int order = 0;
   while ((rc = weft_as_completed_next(&it, &x)) == 0) {

@@ -6,7 +6,7 @@
  *   gcc -I include examples/thread_submit.c -L build/lib -lweft -lpthread -o submit && LD_LIBRARY_PATH=build/lib ./submit
  *
  * asyncio.run_coroutine_threadsafe(c, loop)   weft_loop_submit(loop, fn, arg)
- * future.result(timeout)                      weft_future_wait(f, deadline, &result)
+ * future.result(timeout)                      weft_future_wait_until(f, &result, deadline)
  * loop.call_soon_threadsafe(cb, x)            weft_loop_call(loop, cb, x)
  * one asyncio.run per thread                  weft_run_threads(n, main, args, results)
  *
@@ -43,7 +43,7 @@ static void *plain_thread(void *arg) {
     f[i] = weft_loop_submit(sh->loop, square, (void *)(intptr_t)i);
   for (int i = 0; i < 10; i++) {
     int r = 0;
-    if (f[i] && weft_future_wait(f[i], weft_now() + WEFT_SEC(5), &r) == 0)
+    if (f[i] && weft_future_wait_until(f[i], &r, weft_now() + WEFT_SEC(5)) == 0)
       sh->sum += r;
     weft_future_free(f[i]);
   }
@@ -80,7 +80,7 @@ static int peer_main(void *arg) {
   /* From a task, only the task waits for the other loop's answer. */
   weft_future *f = weft_loop_submit(loops[other], square, (void *)(intptr_t)(me + 3));
   int r = -1;
-  weft_future_wait(f, WEFT_FOREVER, &r);
+  weft_future_wait(f, &r);
   weft_future_free(f);
   pthread_mutex_lock(&mu);
   done++;

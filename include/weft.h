@@ -283,8 +283,9 @@ WEFT_API int weft_sleep_until(int64_t deadline);
  * without suspending. WEFT_ENOTASK outside a task. */
 WEFT_API int weft_check_cancel(void);
 
-/* Waits until fd is ready for `events` (WEFT_READABLE, WEFT_WRITABLE) or
- * `deadline` passes (WEFT_FOREVER: no deadline). Returns the ready events
+/* Waits until fd is ready for `events` (WEFT_READABLE, WEFT_WRITABLE); the
+ * _until form also returns -ETIMEDOUT when `deadline` passes. Returns the
+ * ready events
  * (> 0, may include WEFT_HANGUP and WEFT_ERROR), or -ETIMEDOUT, -ECANCELED,
  * -EBADF (fd not open, or closed through weft_fd_close / weft_fd_forget
  * while waiting), -EPERM (fd cannot be polled, e.g. a regular file),
@@ -303,7 +304,8 @@ WEFT_API int weft_check_cancel(void);
 #define WEFT_WRITABLE 0x4
 #define WEFT_ERROR 0x8
 #define WEFT_HANGUP 0x10
-WEFT_API int weft_wait_fd(int fd, int events, int64_t deadline);
+WEFT_API int weft_wait_fd(int fd, int events);
+WEFT_API int weft_wait_fd_until(int fd, int events, int64_t deadline);
 
 /* Trio's notify_closing: weft stops watching fd and every task waiting on
  * it wakes at once with -EBADF. Call it before closing an fd that tasks

@@ -371,8 +371,8 @@ static int misc_main(void *arg) {
   misc_state *s = arg;
   int p[2];
   cr_assert_eq(pipe(p), 0);
-  s->wait_noev = weft_wait_fd(p[0], 0, WEFT_FOREVER);
-  s->wait_neg = weft_wait_fd(-1, WEFT_READABLE, WEFT_FOREVER);
+  s->wait_noev = weft_wait_fd(p[0], 0);
+  s->wait_neg = weft_wait_fd(-1, WEFT_READABLE);
   close(p[0]);
   close(p[1]);
   s->resched_null = weft_scope_reschedule(NULL, 0);
@@ -419,7 +419,7 @@ Test(badinput, outside_any_loop, .timeout = 10) {
   cr_assert_eq(weft_sleep_until(weft_now() + WEFT_MS(1)), WEFT_ENOTASK);
   cr_assert_eq(weft_yield(), WEFT_ENOTASK);
   cr_assert_eq(weft_check_cancel(), WEFT_ENOTASK);
-  cr_assert_eq(weft_wait_fd(p[0], WEFT_READABLE, WEFT_FOREVER), WEFT_ENOTASK);
+  cr_assert_eq(weft_wait_fd(p[0], WEFT_READABLE), WEFT_ENOTASK);
   cr_assert_eq(weft_scope_open(&sc, WEFT_FOREVER), WEFT_ENOTASK);
   cr_assert_eq(weft_scope_open_after(&sc, WEFT_SEC(1)), WEFT_ENOTASK);
   cr_assert_eq(weft_scope_open_shielded(&sc, WEFT_FOREVER), WEFT_ENOTASK);

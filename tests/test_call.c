@@ -528,7 +528,7 @@ static void checkpoint_cb(void *arg) {
   s->rc[5] = weft_sem_acquire(s->sem);
   s->rc[6] = weft_join(s->t);
   s->rc[7] = weft_scope_open(&sc, WEFT_FOREVER);
-  s->rc[8] = weft_wait_fd(0, WEFT_READABLE, WEFT_FOREVER);
+  s->rc[8] = weft_wait_fd(0, WEFT_READABLE);
 }
 
 static int sleeper_20ms(void *arg) {

@@ -417,7 +417,7 @@ static int wait_deadline_main(void *arg) {
   weft_task *t[2] = {spawn_job(&s->j[0]), spawn_job(&s->j[1])};
   s->done[0] = s->done[1] = true;
   int64_t t0 = weft_now(), deadline = t0 + WEFT_MS(30);
-  s->rc = weft_wait(t, 2, WEFT_FIRST_COMPLETED, deadline, s->done);
+  s->rc = weft_wait_until(t, 2, WEFT_FIRST_COMPLETED, s->done, deadline);
   int64_t t1 = weft_now();
   s->elapsed = t1 - t0;
   s->late = t1 - deadline;
@@ -451,7 +451,7 @@ static int wait_first_main(void *arg) {
   s->j[2] = (job){.sleep = WEFT_SEC(10)};
   weft_task *t[3];
   for (int i = 0; i < 3; i++) t[i] = spawn_job(&s->j[i]);
-  s->rc = weft_wait(t, 3, WEFT_FIRST_COMPLETED, WEFT_FOREVER, s->done);
+  s->rc = weft_wait(t, 3, WEFT_FIRST_COMPLETED, s->done);
   cr_assert_eq(weft_task_done(t[0]), false);
   for (int i = 0; i < 3; i++) {
     if (i != 1) weft_cancel(t[i]);
@@ -479,13 +479,13 @@ static int wait_exc_main(void *arg) {
   s->j[3] = (job){.sleep = WEFT_SEC(10)};
   weft_task *t[4];
   for (int i = 0; i < 4; i++) t[i] = spawn_job(&s->j[i]);
-  s->rc = weft_wait(t, 4, WEFT_FIRST_EXCEPTION, WEFT_FOREVER, s->done);
+  s->rc = weft_wait(t, 4, WEFT_FIRST_EXCEPTION, s->done);
   weft_cancel(t[3]);
   for (int i = 0; i < 4; i++) s->joined[i] = weft_join(t[i]);
   /* No failure at all: FIRST_EXCEPTION waits for every task. */
   job k[2] = {{.sleep = WEFT_MS(2)}, {.sleep = WEFT_MS(15), .code = 1}};
   weft_task *u[2] = {spawn_job(&k[0]), spawn_job(&k[1])};
-  s->rc2 = weft_wait(u, 2, WEFT_FIRST_EXCEPTION, WEFT_FOREVER, NULL);
+  s->rc2 = weft_wait(u, 2, WEFT_FIRST_EXCEPTION, NULL);
   cr_assert(weft_task_done(u[1]));
   weft_join(u[0]);
   weft_join(u[1]);
@@ -508,14 +508,14 @@ static int wait_all_main(void *arg) {
   weft_task *t[4];
   for (int i = 0; i < 3; i++) t[i] = spawn_job(&s->j[i]);
   t[3] = t[1]; /* the same handle twice counts twice */
-  s->rc = weft_wait(t, 4, WEFT_ALL_COMPLETED, WEFT_FOREVER, s->done);
+  s->rc = weft_wait(t, 4, WEFT_ALL_COMPLETED, s->done);
   for (int i = 0; i < 3; i++) s->joined[i] = weft_join(t[i]);
   /* Already satisfied: returns at once, without waiting. */
   job k = {0};
   weft_task *u = spawn_job(&k);
   while (!weft_task_done(u)) weft_yield();
   int64_t t0 = weft_now();
-  s->rc2 = weft_wait(&u, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->rc2 = weft_wait(&u, 1, WEFT_ALL_COMPLETED, NULL);
   s->elapsed = weft_now() - t0;
   weft_join(u);
   return 0;
@@ -533,7 +533,7 @@ Test(combine, wait_all_completed, .timeout = 10) {
 
 static int wait_cancelled_waiter(void *arg) {
   wst *s = arg;
-  s->rc = weft_wait(s->t, 2, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->rc = weft_wait(s->t, 2, WEFT_ALL_COMPLETED, NULL);
   return 0;
 }
 
@@ -578,29 +578,29 @@ static int wait_bad_main(void *arg) {
   wbad_st *s = arg;
   weft_task *t = spawn_named(sleeper10, NULL, "t");
   weft_task *nul[2] = {t, NULL};
-  s->null_tasks = weft_wait(NULL, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
-  s->zero = weft_wait(&t, 0, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
-  s->null_entry = weft_wait(nul, 2, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
-  s->bad_mode = weft_wait(&t, 1, 7, WEFT_FOREVER, NULL);
+  s->null_tasks = weft_wait(NULL, 1, WEFT_ALL_COMPLETED, NULL);
+  s->zero = weft_wait(&t, 0, WEFT_ALL_COMPLETED, NULL);
+  s->null_entry = weft_wait(nul, 2, WEFT_ALL_COMPLETED, NULL);
+  s->bad_mode = weft_wait(&t, 1, 7, NULL);
   weft_task *self = weft_current();
-  s->self = weft_wait(&self, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->self = weft_wait(&self, 1, WEFT_ALL_COMPLETED, NULL);
   weft_group *g = weft_group_open();
   weft_task *c = weft_group_spawn(g, sleeper10, NULL, NULL);
-  s->group_child = weft_wait(&c, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->group_child = weft_wait(&c, 1, WEFT_ALL_COMPLETED, NULL);
   weft_group_cancel(g);
   weft_group_close(g, NULL);
   weft_task *d = spawn_named(sleeper10, NULL, "d");
   weft_detach(d);
-  s->detached = weft_wait(&d, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->detached = weft_wait(&d, 1, WEFT_ALL_COMPLETED, NULL);
   weft_cancel(t);
   weft_join(t);
-  s->joined = weft_wait(&t, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL);
+  s->joined = weft_wait(&t, 1, WEFT_ALL_COMPLETED, NULL);
   return 0;
 }
 
 Test(combine, wait_bad_input, .timeout = 10) {
   weft_task *none = NULL;
-  cr_assert_eq(weft_wait(&none, 1, WEFT_ALL_COMPLETED, WEFT_FOREVER, NULL),
+  cr_assert_eq(weft_wait(&none, 1, WEFT_ALL_COMPLETED, NULL),
                WEFT_ENOTASK);
   wbad_st s = {0};
   cr_assert_eq(weft_run(wait_bad_main, &s), 0);
@@ -644,7 +644,7 @@ static int ac_order_main(void *arg) {
   for (int i = 0; i < 4; i++) t[i] = spawn_job(&s->j[i]);
   while (!weft_task_done(t[0])) weft_yield();
   weft_as_completed it;
-  cr_assert_eq(weft_as_completed_init(&it, t, 4, WEFT_FOREVER), 0);
+  cr_assert_eq(weft_as_completed_init(&it, t, 4), 0);
   weft_task *x;
   int rc;
   while ((rc = weft_as_completed_next(&it, &x)) == 0) {
@@ -692,7 +692,7 @@ static int ac_busy_main(void *arg) {
   ac_busy b = {0};
   s->j[0] = (job){.sleep = WEFT_MS(10), .code = 7};
   weft_task *t = spawn_job(&s->j[0]);
-  cr_assert_eq(weft_as_completed_init(&b.it, &t, 1, WEFT_FOREVER), 0);
+  cr_assert_eq(weft_as_completed_init(&b.it, &t, 1), 0);
   weft_task *other = weft_spawn(ac_second, &b, NULL);
   weft_task *x = NULL;
   s->rc[0] = weft_as_completed_next(&b.it, &x); /* other runs meanwhile */
@@ -722,7 +722,7 @@ static int ac_deadline_main(void *arg) {
   weft_task *t[2] = {spawn_job(&s->j[0]), spawn_job(&s->j[1])};
   int64_t deadline = weft_now() + WEFT_MS(40);
   weft_as_completed it;
-  cr_assert_eq(weft_as_completed_init(&it, t, 2, deadline), 0);
+  cr_assert_eq(weft_as_completed_init_until(&it, t, 2, deadline), 0);
   weft_task *x;
   s->rc[0] = weft_as_completed_next(&it, &x);
   s->order[0] = index_of(t, 2, x);
@@ -763,7 +763,7 @@ static int ac_close_main(void *arg) {
   weft_task *t[3];
   for (int i = 0; i < 3; i++) t[i] = spawn_job(&s->j[i]);
   weft_as_completed it;
-  cr_assert_eq(weft_as_completed_init(&it, t, 3, WEFT_FOREVER), 0);
+  cr_assert_eq(weft_as_completed_init(&it, t, 3), 0);
   weft_task *x;
   s->rc[0] = weft_as_completed_next(&it, &x);
   s->order[0] = index_of(t, 3, x);
@@ -793,7 +793,7 @@ static int ac_cancel_waiter(void *arg) {
   ast *s = arg;
   weft_task **t = s->t;
   weft_as_completed it;
-  cr_assert_eq(weft_as_completed_init(&it, t, 1, WEFT_FOREVER), 0);
+  cr_assert_eq(weft_as_completed_init(&it, t, 1), 0);
   weft_task *x;
   weft_scope sc;
   weft_scope_open_after(&sc, WEFT_MS(10));
@@ -840,21 +840,21 @@ static int ac_bad_main(void *arg) {
   weft_task *t = spawn_named(sleeper10, NULL, "t");
   weft_task *nul[1] = {NULL};
   weft_task *x;
-  s->null_it = weft_as_completed_init(NULL, &t, 1, WEFT_FOREVER);
-  s->null_tasks = weft_as_completed_init(&it, NULL, 1, WEFT_FOREVER);
-  s->null_entry = weft_as_completed_init(&it, nul, 1, WEFT_FOREVER);
-  s->empty_init = weft_as_completed_init(&it, NULL, 0, WEFT_FOREVER);
+  s->null_it = weft_as_completed_init(NULL, &t, 1);
+  s->null_tasks = weft_as_completed_init(&it, NULL, 1);
+  s->null_entry = weft_as_completed_init(&it, nul, 1);
+  s->empty_init = weft_as_completed_init(&it, NULL, 0);
   s->null_out = weft_as_completed_next(&it, NULL);
   s->empty_next = weft_as_completed_next(&it, &x);
   weft_as_completed_close(&it);
   weft_group *g = weft_group_open();
   weft_task *c = weft_group_spawn(g, sleeper10, NULL, NULL);
-  s->group_child = weft_as_completed_init(&it, &c, 1, WEFT_FOREVER);
+  s->group_child = weft_as_completed_init(&it, &c, 1);
   weft_group_cancel(g);
   weft_group_close(g, NULL);
   weft_cancel(t);
   weft_join(t);
-  s->joined = weft_as_completed_init(&it, &t, 1, WEFT_FOREVER);
+  s->joined = weft_as_completed_init(&it, &t, 1);
   weft_as_completed_close(NULL);
   return 0;
 }
@@ -862,7 +862,7 @@ static int ac_bad_main(void *arg) {
 Test(combine, as_completed_bad_input, .timeout = 10) {
   weft_as_completed it;
   weft_task *x = NULL;
-  cr_assert_eq(weft_as_completed_init(&it, &x, 0, WEFT_FOREVER), WEFT_ENOTASK);
+  cr_assert_eq(weft_as_completed_init(&it, &x, 0), WEFT_ENOTASK);
   cr_assert_eq(weft_as_completed_next(&it, &x), -EINVAL, "init failed: closed");
   acbad_st s = {0};
   cr_assert_eq(weft_run(ac_bad_main, &s), 0);

@@ -211,7 +211,7 @@ static void misuse_cb(void *arg) {
   rc[1] = weft_sleep(1);
   rc[2] = weft_sleep_until(0);
   rc[3] = weft_check_cancel();
-  rc[4] = weft_wait_fd(0, WEFT_READABLE, 0);
+  rc[4] = weft_wait_fd_until(0, WEFT_READABLE, 0);
 }
 static int misuse_main(void *arg) {
   (void)arg;

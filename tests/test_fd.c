@@ -26,7 +26,7 @@ static int reader_main(void *arg) {
   cr_assert_eq(pipe(s->p), 0);
   weft_task *w = weft_spawn(delayed_writer, s, NULL);
   int64_t t0 = weft_now();
-  s->wait_rc = weft_wait_fd(s->p[0], WEFT_READABLE, WEFT_FOREVER);
+  s->wait_rc = weft_wait_fd(s->p[0], WEFT_READABLE);
   s->elapsed = weft_now() - t0;
   log_add(&s->log, 2);
   if (read(s->p[0], &s->got, 1) != 1)
@@ -61,10 +61,10 @@ static int timeout_main(void *arg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   int64_t t0 = weft_now();
-  s->rc = weft_wait_fd(p[0], WEFT_READABLE, t0 + WEFT_MS(20));
+  s->rc = weft_wait_fd_until(p[0], WEFT_READABLE, t0 + WEFT_MS(20));
   s->el = weft_now() - t0;
   t0 = weft_now();
-  s->rc_past = weft_wait_fd(p[0], WEFT_READABLE, t0 - WEFT_MS(1));
+  s->rc_past = weft_wait_fd_until(p[0], WEFT_READABLE, t0 - WEFT_MS(1));
   s->el_past = weft_now() - t0;
   close(p[0]);
   close(p[1]);
@@ -91,7 +91,7 @@ typedef struct {
 
 static int waiting_task(void *arg) {
   cn_state *s = arg;
-  s->rc_task = weft_wait_fd(s->p[0], WEFT_READABLE, WEFT_FOREVER);
+  s->rc_task = weft_wait_fd(s->p[0], WEFT_READABLE);
   s->el_task = weft_now() - s->t0; /* from before the root's 10 ms sleep */
   return s->rc_task;
 }
@@ -107,7 +107,7 @@ static int cancel_main(void *arg) {
   /* a scope deadline cancels it too */
   weft_scope sc;
   weft_scope_open_after(&sc, WEFT_MS(10));
-  s->rc_scope = weft_wait_fd(s->p[0], WEFT_READABLE, WEFT_FOREVER);
+  s->rc_scope = weft_wait_fd(s->p[0], WEFT_READABLE);
   s->scope_close = weft_scope_close(&sc);
   close(s->p[0]);
   close(s->p[1]);
@@ -136,12 +136,12 @@ static int bad_fds_main(void *arg) {
   cr_assert_eq(pipe(p), 0);
   close(p[0]);
   close(p[1]);
-  s->closed_rc = weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(1));
-  s->neg_rc = weft_wait_fd(-1, WEFT_READABLE, weft_now() + WEFT_SEC(1));
+  s->closed_rc = weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(1));
+  s->neg_rc = weft_wait_fd_until(-1, WEFT_READABLE, weft_now() + WEFT_SEC(1));
   FILE *f = tmpfile();
   cr_assert_not_null(f);
-  s->file_rc = weft_wait_fd(fileno(f), WEFT_READABLE, weft_now() + WEFT_SEC(1));
-  s->noev_rc = weft_wait_fd(fileno(f), 0, weft_now() + WEFT_SEC(1));
+  s->file_rc = weft_wait_fd_until(fileno(f), WEFT_READABLE, weft_now() + WEFT_SEC(1));
+  s->noev_rc = weft_wait_fd_until(fileno(f), 0, weft_now() + WEFT_SEC(1));
   fclose(f);
   return 0;
 }
@@ -168,9 +168,9 @@ static int writable_main(void *arg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   int64_t t0 = weft_now();
-  s->rc = weft_wait_fd(p[1], WEFT_WRITABLE, weft_now() + WEFT_SEC(5));
+  s->rc = weft_wait_fd_until(p[1], WEFT_WRITABLE, weft_now() + WEFT_SEC(5));
   s->el = weft_now() - t0;
-  s->rc_both = weft_wait_fd(p[1], WEFT_READABLE | WEFT_WRITABLE,
+  s->rc_both = weft_wait_fd_until(p[1], WEFT_READABLE | WEFT_WRITABLE,
                             weft_now() + WEFT_SEC(5));
   close(p[0]);
   close(p[1]);
@@ -198,9 +198,9 @@ static int level_main(void *arg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   cr_assert_eq(write(p[1], "ab", 2), 2);
-  s->first = weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
+  s->first = weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
   /* data not consumed: still readable (level-triggered readiness) */
-  s->second = weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
+  s->second = weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
   close(p[0]);
   close(p[1]);
   return 0;
@@ -226,7 +226,7 @@ static int hangup_main(void *arg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   close(p[1]);
-  s->rc = weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
+  s->rc = weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
   close(p[0]);
   return 0;
 }
@@ -248,7 +248,7 @@ typedef struct {
 
 static int wait_read_a(void *arg) {
   two_state *s = arg;
-  s->a_rc = weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  s->a_rc = weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
   log_add(&s->log, 3);
   return 0;
 }
@@ -260,10 +260,10 @@ static int two_waiters_main(void *arg) {
   weft_yield(); /* a is now waiting for READABLE on sv[0] */
   weft_yield();
   /* same fd and event from a second task: it waits too (nothing comes) */
-  s->dup_rc = weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_MS(50));
+  s->dup_rc = weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_MS(50));
   log_add(&s->log, 1);
   /* same fd, other event: fine, and ready at once */
-  s->b_rc = weft_wait_fd(s->sv[0], WEFT_WRITABLE, weft_now() + WEFT_SEC(1));
+  s->b_rc = weft_wait_fd_until(s->sv[0], WEFT_WRITABLE, weft_now() + WEFT_SEC(1));
   log_add(&s->log, 2);
   cr_assert_eq(write(s->sv[1], "q", 1), 1);
   weft_join(a);
@@ -298,7 +298,7 @@ static int fd_reuse_main(void *arg) {
   for (int i = 0; i < 3; i++) {
     int p[2];
     cr_assert_eq(pipe(p), 0);
-    if (weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_MS(2)) ==
+    if (weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_MS(2)) ==
         -ETIMEDOUT)
       s->timeouts++;
     close(p[0]);
@@ -308,7 +308,7 @@ static int fd_reuse_main(void *arg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   cr_assert_eq(write(p[1], "k", 1), 1);
-  s->rc_reused = weft_wait_fd(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
+  s->rc_reused = weft_wait_fd_until(p[0], WEFT_READABLE, weft_now() + WEFT_SEC(2));
   close(p[0]);
   close(p[1]);
   return 0;
@@ -341,7 +341,7 @@ typedef struct {
 static int many_reader(void *arg) {
   many_arg *a = arg;
   a->s->rc[a->i] =
-      weft_wait_fd(a->s->p[a->i][0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
+      weft_wait_fd_until(a->s->p[a->i][0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
   a->s->order[a->s->n++] = a->i;
   return 0;
 }

@@ -26,7 +26,7 @@ typedef struct {
 static int reader(void *arg) {
   rarg *a = arg;
   readers *s = a->s;
-  s->rc[a->id] = weft_wait_fd(s->p[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  s->rc[a->id] = weft_wait_fd_until(s->p[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
   char c;
   if (s->rc[a->id] > 0 && read(s->p[0], &c, 1) == 1) log_add(&s->log, a->id);
   return 0;
@@ -72,7 +72,7 @@ typedef struct {
 
 static int rd_waiter(void *arg) {
   closing *s = arg;
-  s->rd_rc = weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(10));
+  s->rd_rc = weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(10));
   s->rd_at = weft_now();
   return 0;
 }
@@ -83,7 +83,7 @@ static int wr_waiter(void *arg) {
   char buf[4096] = {0};
   while (write(s->sv[0], buf, sizeof buf) > 0) {
   }
-  s->wr_rc = weft_wait_fd(s->sv[0], WEFT_WRITABLE, weft_now() + WEFT_SEC(10));
+  s->wr_rc = weft_wait_fd_until(s->sv[0], WEFT_WRITABLE, weft_now() + WEFT_SEC(10));
   return 0;
 }
 
@@ -97,7 +97,7 @@ static int close_main(void *arg) {
   s->close_rc = weft_fd_close(s->sv[0]);
   cr_assert_eq(weft_join(r), 0);
   cr_assert_eq(weft_join(w), 0);
-  s->again_rc = weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_MS(10));
+  s->again_rc = weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_MS(10));
   close(s->sv[1]);
   return 0;
 }
@@ -124,7 +124,7 @@ static int forget_main(void *arg) {
   s->still_open = fcntl(s->sv[0], F_GETFD) >= 0;
   /* Watched again from scratch: works. */
   cr_assert_eq(write(s->sv[1], "y", 1), 1);
-  s->again_rc = weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  s->again_rc = weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
   cr_assert_eq(weft_fd_close(s->sv[0]), 0);
   cr_assert_eq(weft_fd_close(s->sv[1]), 0);
   return 0;
@@ -168,7 +168,7 @@ typedef struct {
 
 static int stale_waiter(void *arg) {
   behind *s = arg;
-  s->stale_rc = weft_wait_fd(s->p[0], WEFT_READABLE, weft_now() + WEFT_MS(50));
+  s->stale_rc = weft_wait_fd_until(s->p[0], WEFT_READABLE, weft_now() + WEFT_MS(50));
   return 0;
 }
 
@@ -189,12 +189,12 @@ static int behind_main(void *arg) {
    * new registration. */
   cr_assert_eq(write(s->p[1], "o", 1), 1);
   cr_assert_eq(write(q[1], "n", 1), 1);
-  s->fresh_rc = weft_wait_fd(q[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  s->fresh_rc = weft_wait_fd_until(q[0], WEFT_READABLE, weft_now() + WEFT_SEC(5));
   char c = 0;
   cr_assert_eq(read(q[0], &c, 1), 1);
   cr_assert_eq(c, 'n');
   /* Once read, the new fd is not ready, whatever the old file is. */
-  cr_assert_eq(weft_wait_fd(q[0], WEFT_READABLE, weft_now() + WEFT_MS(20)),
+  cr_assert_eq(weft_wait_fd_until(q[0], WEFT_READABLE, weft_now() + WEFT_MS(20)),
                -ETIMEDOUT);
   weft_fd_close(q[0]);
   close(q[1]);
@@ -227,7 +227,7 @@ typedef struct {
 static int acceptor(void *arg) {
   aarg *a = arg;
   acc *s = a->s;
-  int rc = weft_wait_fd(s->lfd, WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  int rc = weft_wait_fd_until(s->lfd, WEFT_READABLE, weft_now() + WEFT_SEC(5));
   if (rc < 0) return rc;
   int c = accept(s->lfd, NULL, NULL);
   if (c < 0) return -errno;
@@ -292,7 +292,7 @@ static int ponger(void *arg) {
   pingpong *s = arg;
   char c;
   for (long i = 0; i < s->n; i++) {
-    int rc = weft_wait_fd(s->sv[1], WEFT_READABLE, WEFT_FOREVER);
+    int rc = weft_wait_fd(s->sv[1], WEFT_READABLE);
     if (rc < 0) return rc;
     if (read(s->sv[1], &c, 1) != 1) return -EIO;
     if (write(s->sv[1], &c, 1) != 1) return -EIO;
@@ -307,7 +307,7 @@ static int pp_main(void *arg) {
   char c = 'p';
   for (long i = 0; i < s->n; i++) {
     cr_assert_eq(write(s->sv[0], &c, 1), 1);
-    cr_assert_eq(weft_wait_fd(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5)),
+    cr_assert_eq(weft_wait_fd_until(s->sv[0], WEFT_READABLE, weft_now() + WEFT_SEC(5)),
                  WEFT_READABLE);
     cr_assert_eq(read(s->sv[0], &c, 1), 1);
     s->done++;

@@ -92,7 +92,7 @@ static int child_work(void *arg) {
 
 static int pipe_reader(void *arg) {
   int fd = *(int *)arg;
-  int r = weft_wait_fd(fd, WEFT_READABLE, weft_now() + WEFT_SEC(5));
+  int r = weft_wait_fd_until(fd, WEFT_READABLE, weft_now() + WEFT_SEC(5));
   return r > 0 ? 0 : r;
 }
 

@@ -3131,9 +3131,9 @@ static void cb_wait(combp *P, wk *w, cbop *op) {
   sc_ctx sc;
   sc_open(w, &sc, pick_kind(S));
   sc.complex = true; /* weft_wait parks in a scope of its own */
-  int rc = note(w, OP(w, OP_WAIT, weft_wait(tasks, (size_t)op->n, op->mode,
-                                            past ? SOAK_PAST : WEFT_FOREVER,
-                                            done)));
+  int rc = note(w, OP(w, OP_WAIT, weft_wait_until(tasks, (size_t)op->n, op->mode,
+                                            done,
+                                            past ? SOAK_PAST : WEFT_FOREVER)));
   bool caller = note(w, weft_check_cancel()) == -ECANCELED;
   sc_close(w, &sc);
   if (rc >= 0) {
@@ -3168,7 +3168,7 @@ static void cb_asc(combp *P, wk *w, cbop *op) {
   }
   bool past = rn(S, 5) == 0;
   weft_as_completed it;
-  int rc = weft_as_completed_init(&it, tasks, (size_t)op->n,
+  int rc = weft_as_completed_init_until(&it, tasks, (size_t)op->n,
                                   past ? SOAK_PAST : WEFT_FOREVER);
   if (rc) fail(S, "asc.init", "%s: init %s", w->name, cn(rc));
   int got = 0;

@@ -72,7 +72,7 @@ static void *submit_many(void *arg) {
     }
     if (k == PER / 2) { /* one waited for, the others let go */
       int res = -1;
-      weft_future_wait(f, WEFT_FOREVER, &res);
+      weft_future_wait(f, &res);
       s->waited = res == id ? 0 : -EPROTO;
     }
     weft_future_free(f);
@@ -128,10 +128,10 @@ static void *future_user(void *arg) {
   int res = -1;
   s->poll_rc = weft_future_poll(f, &res);
   int64_t t0 = weft_now();
-  s->wait1 = weft_future_wait(f, t0 + WEFT_MS(20), &res);
+  s->wait1 = weft_future_wait_until(f, &res, t0 + WEFT_MS(20));
   s->timed_out_after = weft_now() - t0;
-  s->wait2 = weft_future_wait(f, WEFT_FOREVER, &s->res2);
-  s->wait3 = weft_future_wait(f, weft_now(), &s->res3); /* again */
+  s->wait2 = weft_future_wait(f, &s->res2);
+  s->wait3 = weft_future_wait_until(f, &s->res3, weft_now()); /* again */
   s->free_rc = weft_future_free(f);
 
   /* Cancel from this thread: the task's sleep ends at once. */
@@ -140,7 +140,7 @@ static void *future_user(void *arg) {
   struct timespec ts = {0, 5000000};
   nanosleep(&ts, NULL); /* let it start */
   s->cancel_rc = weft_future_cancel(f);
-  weft_future_wait(f, WEFT_FOREVER, &s->cancel_res);
+  weft_future_wait(f, &s->cancel_res);
   s->cancel_took = weft_now() - t0;
   s->cancel_again = weft_future_cancel(f);
   weft_future_free(f);
@@ -202,7 +202,7 @@ Test(thread_submit, cancel_before_start, .timeout = 10) {
   cr_assert_not_null(a);
   cr_assert_not_null(b);
   int res = 0;
-  cr_assert_eq(weft_future_wait(b, WEFT_FOREVER, &res), -EDEADLK);
+  cr_assert_eq(weft_future_wait(b, &res), -EDEADLK);
   cr_assert_eq(weft_future_cancel(a), 0);
   cr_assert_eq(weft_runner_run(r, noop, NULL), 0);
   cr_assert_eq(weft_future_poll(a, &res), 0);
@@ -262,7 +262,7 @@ static int pair_main(void *arg) {
   for (int i = 0; i < ROUNDS; i++) { /* one at a time: the task waits */
     weft_future *f = weft_loop_submit(peer, echo, (void *)(intptr_t)i);
     int res = -1;
-    if (!f || weft_future_wait(f, WEFT_FOREVER, &res) != 0 || res != 2 * i)
+    if (!f || weft_future_wait(f, &res) != 0 || res != 2 * i)
       errors++;
     weft_future_free(f);
     weft_future *g = weft_loop_submit(peer, served_job, &there);
@@ -273,7 +273,7 @@ static int pair_main(void *arg) {
     fs[i] = weft_loop_submit(peer, echo, (void *)(intptr_t)i);
   for (int i = 0; i < WIDE; i++) {
     int res = -1;
-    if (weft_future_wait(fs[i], WEFT_FOREVER, &res) != 0 || res != 2 * i)
+    if (weft_future_wait(fs[i], &res) != 0 || res != 2 * i)
       errors++;
     weft_future_free(fs[i]);
   }
@@ -311,7 +311,7 @@ typedef struct {
 
 static int waits_for_itself(void *arg) {
   task_wait_state *s = arg;
-  return weft_future_wait(s->self, WEFT_FOREVER, NULL) == -EDEADLK ? 1 : 0;
+  return weft_future_wait(s->self, NULL) == -EDEADLK ? 1 : 0;
 }
 
 static int task_wait_main(void *arg) {
@@ -320,13 +320,13 @@ static int task_wait_main(void *arg) {
   /* The task's own loop: the completion wakes it directly. */
   weft_future *f = weft_loop_submit(L, plus_one, (void *)(intptr_t)4);
   int res = 0;
-  s->own_rc = weft_future_wait(f, WEFT_FOREVER, &res) == 0 && res == 5 ? 0 : -1;
+  s->own_rc = weft_future_wait(f, &res) == 0 && res == 5 ? 0 : -1;
   weft_future_free(f);
   /* A deadline: -ETIMEDOUT; then cancel and wait for the result. */
   f = weft_loop_submit(L, sleeper, (void *)(intptr_t)10000);
-  s->timed_rc = weft_future_wait(f, weft_now() + WEFT_MS(10), NULL);
+  s->timed_rc = weft_future_wait_until(f, NULL, weft_now() + WEFT_MS(10));
   weft_future_cancel(f);
-  weft_future_wait(f, WEFT_FOREVER, &res);
+  weft_future_wait(f, &res);
   s->cancelled_rc = res;
   weft_future_free(f);
   /* A submitted task waiting for its own future. */
@@ -490,7 +490,7 @@ static void *race_submitter(void *arg) {
       int res = 0;
       r->accepted++;
       /* Every accepted submission completes: none may hang. */
-      int rc = weft_future_wait(fs[i], weft_now() + WEFT_SEC(5), &res);
+      int rc = weft_future_wait_until(fs[i], &res, weft_now() + WEFT_SEC(5));
       if (rc == -ETIMEDOUT)
         r->timeouts++;
       else if (res == 1)
@@ -562,7 +562,7 @@ typedef struct {
 static void *long_waiter(void *arg) {
   busy_wait_state *b = arg;
   atomic_store(&b->waiting, 1);
-  b->rc = weft_future_wait(b->f, WEFT_FOREVER, NULL);
+  b->rc = weft_future_wait(b->f, NULL);
   return NULL;
 }
 
@@ -577,7 +577,7 @@ static int busy_main(void *arg) {
   pthread_t th = start(long_waiter, b);
   while (!atomic_load(&b->waiting)) weft_sleep(WEFT_MS(1));
   weft_sleep(WEFT_MS(10)); /* it is inside the wait by now */
-  cr_assert_eq(weft_future_wait(b->f, WEFT_FOREVER, NULL), -EBUSY);
+  cr_assert_eq(weft_future_wait(b->f, NULL), -EBUSY);
   cr_assert_eq(weft_future_free(b->f), -EBUSY);
   weft_future_cancel(b->f);
   join_from_task(th);
@@ -591,7 +591,7 @@ Test(thread_submit, bad_input, .timeout = 10) {
   cr_assert_eq(errno, EINVAL);
   int res;
   cr_assert_eq(weft_loop_call(NULL, race_call, NULL), -EINVAL);
-  cr_assert_eq(weft_future_wait(NULL, WEFT_FOREVER, &res), -EINVAL);
+  cr_assert_eq(weft_future_wait(NULL, &res), -EINVAL);
   cr_assert_eq(weft_future_poll(NULL, &res), -EINVAL);
   cr_assert_eq(weft_future_cancel(NULL), -EINVAL);
   cr_assert_eq(weft_future_free(NULL), -EINVAL);

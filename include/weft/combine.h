@@ -98,9 +98,10 @@ WEFT_API int weft_race(const weft_call *calls, size_t n, int *results,
                                   -ECANCELED), or all are done */
 #define WEFT_ALL_COMPLETED 3   /* all are done */
 
-/* asyncio.wait: waits until the condition `mode` holds over tasks[0..n)
- * or `deadline` passes (WEFT_FOREVER: none), whichever comes first, and
- * returns the number of tasks that are done. done[i] (if done is not
+/* asyncio.wait: waits until the condition `mode` holds over tasks[0..n),
+ * and returns the number of tasks that are done; weft_wait_until also
+ * returns when `deadline` passes (asyncio's timeout=), whichever comes
+ * first. done[i] (if done is not
  * NULL) is set to whether tasks[i] is done; the others are pending.
  * Like asyncio, a deadline is not an error: the call returns normally,
  * with fewer tasks done than asked (possibly 0).
@@ -117,13 +118,15 @@ WEFT_API int weft_race(const weft_call *calls, size_t n, int *results,
  * -EDEADLK (the caller is among the tasks), -ENOMEM, WEFT_ENOTASK,
  * WEFT_ELOOP (a task of another loop). A checkpoint. */
 WEFT_API int weft_wait(weft_task *const *tasks, size_t n, int mode,
-                       int64_t deadline, bool *done);
+                       bool *done);
+WEFT_API int weft_wait_until(weft_task *const *tasks, size_t n, int mode,
+                             bool *done, int64_t deadline);
 
 /* asyncio.as_completed: an iterator, on the caller's stack, over tasks in
  * the order they finish.
  *
  *   weft_as_completed it;
- *   weft_as_completed_init(&it, tasks, n, weft_now() + WEFT_SEC(5));
+ *   weft_as_completed_init_until(&it, tasks, n, weft_now() + WEFT_SEC(5));
  *   weft_task *t;
  *   while ((rc = weft_as_completed_next(&it, &t)) == 0)
  *     use(weft_join(t));
@@ -135,8 +138,8 @@ typedef struct weft_as_completed {
 } weft_as_completed;
 
 /* Starts watching tasks[0..n) (weft_spawn handles the caller holds, as
- * for weft_wait) with an absolute deadline for the whole iteration
- * (WEFT_FOREVER: none). Tasks already done come out first, in array
+ * for weft_wait); the _until form sets an absolute deadline for the whole
+ * iteration (asyncio's timeout=). Tasks already done come out first, in array
  * order. The array may be freed after init; the handles must stay held
  * until next() has returned them. Allocates (one block). Not a
  * checkpoint. n == 0 is allowed (next returns -ECHILD at once).
@@ -144,8 +147,10 @@ typedef struct weft_as_completed {
  * child), -ESRCH, -EDEADLK (the caller is among them), -ENOMEM,
  * WEFT_ENOTASK, WEFT_ELOOP. On error the iterator is closed. */
 WEFT_API int weft_as_completed_init(weft_as_completed *it,
-                                    weft_task *const *tasks, size_t n,
-                                    int64_t deadline);
+                                   weft_task *const *tasks, size_t n);
+WEFT_API int weft_as_completed_init_until(weft_as_completed *it,
+                                         weft_task *const *tasks, size_t n,
+                                         int64_t deadline);
 
 /* Waits for the next task to finish and stores its handle in *task: a
  * done task the caller still owns (join it to release it). Returns 0;

@@ -182,9 +182,10 @@ WEFT_API weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg);
  * Thread-safe. 0, -EINVAL, -ENOMEM, -ESHUTDOWN (the loop has been freed). */
 WEFT_API int weft_loop_call(weft_loop *loop, void (*cb)(void *arg), void *arg);
 
-/* future.result(timeout): waits until the submitted task has finished or
- * `deadline` (absolute, WEFT_FOREVER: none) has passed. 0 with the task's
- * result in *result (if not NULL), or -ETIMEDOUT (wait again later).
+/* future.result(): waits until the submitted task has finished; the
+ * _until form (future.result(timeout)) also returns when `deadline` (absolute) has
+ * passed. 0 with the task's result in *result (if not NULL), or
+ * -ETIMEDOUT (wait again later).
  * From a task, only the task waits (a checkpoint: -ECANCELED); from any
  * other thread, the thread blocks. One waiter at a time: a second
  * concurrent waiter gets -EBUSY; waiting again after it finished returns
@@ -192,7 +193,9 @@ WEFT_API int weft_loop_call(weft_loop *loop, void (*cb)(void *arg), void *arg);
  * waiting for its own future, or the loop's thread outside a task waiting
  * for an unfinished future of that loop), -ESHUTDOWN (the calling task's
  * loop is being freed), WEFT_ENOTASK never (plain threads may wait). */
-WEFT_API int weft_future_wait(weft_future *f, int64_t deadline, int *result);
+WEFT_API int weft_future_wait(weft_future *f, int *result);
+WEFT_API int weft_future_wait_until(weft_future *f, int *result,
+                                    int64_t deadline);
 
 /* future.done() + result(): 0 with the result in *result (if not NULL) if
  * the task has finished, else -EAGAIN; -EINVAL. Never blocks. Thread-safe. */

@@ -139,10 +139,10 @@ static int table_grow(weft_loop *L, int fd) {
   return 0;
 }
 
-int weft_wait_fd(int fd, int events, int64_t deadline) {
+static int wait_fd(int fd, int events, int64_t deadline, const char *func) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
-  if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (!t) return weft__misuse(func, WEFT_ENOTASK);
   events &= WEFT_READABLE | WEFT_WRITABLE;
   if (!events) return -EINVAL;
   if (fd < 0) return -EBADF;
@@ -170,6 +170,14 @@ int weft_wait_fd(int fd, int events, int64_t deadline) {
     }
   }
   return weft__park(L, t, fd_unpark);
+}
+
+int weft_wait_fd(int fd, int events) {
+  return wait_fd(fd, events, WEFT_FOREVER, __func__);
+}
+
+int weft_wait_fd_until(int fd, int events, int64_t deadline) {
+  return wait_fd(fd, events, deadline, __func__);
 }
 
 void weft__fd_ready(weft_loop *L, uint64_t token, unsigned ev) {

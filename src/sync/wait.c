@@ -110,17 +110,17 @@ out:
   return rc;
 }
 
-int weft_wait(weft_task *const *tasks, size_t n, int mode, int64_t deadline,
-              bool *done) {
+static int wait_until(weft_task *const *tasks, size_t n, int mode, bool *done,
+                      int64_t deadline, const char *func) {
   weft_loop *L = weft__tls_loop;
   weft_task *cur = L ? L->current : NULL;
-  if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!cur)) return weft__misuse(func, WEFT_ENOTASK);
   if (!tasks || !n) return -EINVAL;
   if (mode < WEFT_FIRST_COMPLETED || mode > WEFT_ALL_COMPLETED) return -EINVAL;
   waiter w = {.task = cur, .n = n, .mode = mode};
   for (size_t i = 0; i < n; i++) {
     int rc = check_task(L, cur, tasks[i]);
-    if (rc) return rc == WEFT_ELOOP ? weft__misuse(__func__, rc) : rc;
+    if (rc) return rc == WEFT_ELOOP ? weft__misuse(func, rc) : rc;
     if (tasks[i]->state == WEFT__T_DONE) {
       w.ndone++;
       w.nfail += weft__failed(tasks[i]->result);
@@ -138,6 +138,15 @@ int weft_wait(weft_task *const *tasks, size_t n, int mode, int64_t deadline,
     count += d;
   }
   return count;
+}
+
+int weft_wait(weft_task *const *tasks, size_t n, int mode, bool *done) {
+  return wait_until(tasks, n, mode, done, WEFT_FOREVER, __func__);
+}
+
+int weft_wait_until(weft_task *const *tasks, size_t n, int mode, bool *done,
+                    int64_t deadline) {
+  return wait_until(tasks, n, mode, done, deadline, __func__);
 }
 
 /* ---- as_completed ------------------------------------------------------- */
@@ -215,25 +224,36 @@ static ac_core *ac_new(weft_loop *L, weft_task *const *tasks, size_t n) {
   return c;
 }
 
-int weft_as_completed_init(weft_as_completed *pit, weft_task *const *tasks,
-                           size_t n, int64_t deadline) {
+static int ac_init(weft_as_completed *pit, weft_task *const *tasks, size_t n,
+                   int64_t deadline, const char *func) {
   ac_iter *it = (ac_iter *)pit;
   weft_loop *L = weft__tls_loop;
   weft_task *cur = L ? L->current : NULL;
   if (!it) return -EINVAL;
   it->core = NULL;
   it->magic = 0;
-  if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (weft__unlikely(!cur)) return weft__misuse(func, WEFT_ENOTASK);
   if (n && !tasks) return -EINVAL;
   for (size_t i = 0; i < n; i++) {
     int rc = check_task(L, cur, tasks[i]);
-    if (rc) return rc == WEFT_ELOOP ? weft__misuse(__func__, rc) : rc;
+    if (rc) return rc == WEFT_ELOOP ? weft__misuse(func, rc) : rc;
   }
   /* n == 0: no core, and next() says -ECHILD at once. */
   if (n && !(it->core = ac_new(L, tasks, n))) return -ENOMEM;
   it->deadline = deadline;
   it->magic = AC_MAGIC;
   return 0;
+}
+
+int weft_as_completed_init(weft_as_completed *it, weft_task *const *tasks,
+                           size_t n) {
+  return ac_init(it, tasks, n, WEFT_FOREVER, __func__);
+}
+
+int weft_as_completed_init_until(weft_as_completed *it,
+                                 weft_task *const *tasks, size_t n,
+                                 int64_t deadline) {
+  return ac_init(it, tasks, n, deadline, __func__);
 }
 
 /* Hands out the oldest finished task not yet returned. */

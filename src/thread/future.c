@@ -423,7 +423,11 @@ static int wait_thread(weft_future *f, int64_t deadline) {
   return rc;
 }
 
-int weft_future_wait(weft_future *f, int64_t deadline, int *result) {
+int weft_future_wait(weft_future *f, int *result) {
+  return weft_future_wait_until(f, result, WEFT_FOREVER);
+}
+
+int weft_future_wait_until(weft_future *f, int *result, int64_t deadline) {
   if (!f) return -EINVAL;
   unsigned old = atomic_fetch_or(&f->state, F_WAITING);
   if (old & F_WAITING) return -EBUSY;
