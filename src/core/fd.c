@@ -115,16 +115,17 @@ void weft__fd_unwait(weft_task *t) {
   L->nfd_waiters--;
 }
 
-/* Ends t's wait with `code` (ready events, or an error). */
-static void fd_wake(weft_task *t, int code) {
-  weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
-  weft__fd_unwait(t);
-  weft__wake(t, code);
-}
-
+/* Takes t off its deadline timer and its fd's queues: the loop's unpark
+ * callback of an fd wait (t was cancelled). */
 static void fd_unpark(weft_task *t) {
   weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
   weft__fd_unwait(t);
+}
+
+/* Ends t's wait with `code` (ready events, or an error). */
+static void fd_wake(weft_task *t, int code) {
+  fd_unpark(t);
+  weft__wake(t, code);
 }
 
 static int table_grow(weft_loop *L, int fd) {
