@@ -140,22 +140,8 @@ WEFT_API int weft_executor_free(weft_executor *ex);
 /* call_soon_threadsafe)                                               */
 /* ------------------------------------------------------------------ */
 
-/*
- * Lifetime of a loop handle used from other threads. The weft_loop pointer
- * of weft_loop_current() is valid while the loop runs (until weft_run
- * returns, or weft_runner_close). To use it from another thread without
- * knowing that, hold a reference: take it with weft_loop_ref where the
- * pointer is known valid (on the loop's thread, or from a thread that holds
- * one already) and give it back with weft_loop_unref. A referenced loop
- * that has been freed keeps a small record alive: submissions and calls
- * to it fail with -ESHUTDOWN, never hang. Using a pointer after its loop
- * was freed and its last reference given back is undefined.
- */
-
-/* Takes a reference on loop and returns it (NULL: returns NULL). Thread-safe. */
-WEFT_API weft_loop *weft_loop_ref(weft_loop *loop);
-/* Gives one back (NULL: nothing). Thread-safe. */
-WEFT_API void weft_loop_unref(weft_loop *loop);
+/* Hold a loop from another thread with weft_loop_ref/weft_loop_unref
+ * (weft.h). */
 
 /* The result of a function submitted to a loop: waited for, polled or
  * cancelled from any thread, and released with weft_future_free. */

@@ -302,6 +302,13 @@ WEFT__HIDDEN void weft__task_free(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__task_finish(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__task_start(weft_loop *L, weft_task *cur, weft_task *t,
                                    bool eager);
+/* The checks on a task handle the caller holds and wants to wait for
+ * (weft_join, weft_wait, weft_as_completed): -EINVAL (NULL, a group's
+ * body or a root task), WEFT_ELOOP through the misuse path (another
+ * loop's task; func names the caller), -ESRCH (freed, detached or
+ * already joined), -EDEADLK (cur itself). */
+WEFT__HIDDEN int weft__task_check_joinable(weft_loop *L, const weft_task *cur,
+                                           const weft_task *t, const char *func);
 
 /* Scopes (scope.c) */
 WEFT__HIDDEN void weft__scope_push(weft_task *t, weft__scope *s,
@@ -312,6 +319,14 @@ WEFT__HIDDEN void weft__scope_push(weft_task *t, weft__scope *s,
  * cancelled); then s gets SC_CAUGHT. Otherwise it passes to the parent,
  * as an exception would in asyncio and Trio. */
 WEFT__HIDDEN void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s);
+/* weft__park inside a private scope with `deadline`: the wait of a call
+ * that takes a deadline of its own (weft_join_until, weft_wait_until,
+ * weft_as_completed_next). Returns weft__park's code. *expired (may be
+ * NULL) tells whether this deadline, not an outer cancellation, ended the
+ * wait: the scope fired and caught the delivery. */
+WEFT__HIDDEN int weft__park_until(weft_loop *L, weft_task *t,
+                                  void (*unpark)(weft_task *),
+                                  int64_t deadline, bool *expired);
 WEFT__HIDDEN void weft__scope_link(weft__scope *parent, weft__scope *child);
 WEFT__HIDDEN void weft__scope_unlink(weft__scope *s);
 WEFT__HIDDEN void weft__scope_cancel(weft__scope *s);

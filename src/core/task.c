@@ -224,86 +224,89 @@ static int check_handle_(weft_loop *L, const weft_task *t, const char *func) {
   return 0;
 }
 
-static void join_unpark(weft_task *j) {
-  weft_task *t = weft__body(j)->wait_on.joinee;
-  if (t && t->joiner == j) t->joiner = NULL;
-}
-
-/* Waits for t. *consumed tells whether the handle was released. */
-static int join(weft_task *t, bool *consumed, const char *func) {
-  weft_loop *L = weft__tls_loop;
-  *consumed = false;
-  if (!t) return -EINVAL;
-  if (!L || t->loop != L) return weft__misuse(func, WEFT_ELOOP);
-  weft_task *cur = L->current;
-  if (!cur) return weft__misuse(func, WEFT_ENOTASK);
+int weft__task_check_joinable(weft_loop *L, const weft_task *cur,
+                              const weft_task *t, const char *func) {
   int rc = check_handle_(L, t, func);
   if (rc) return rc;
   if (t == cur) return -EDEADLK;
   if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
   if (!(t->flags & TF_HANDLE)) return -ESRCH;
+  return 0;
+}
+
+static void join_unpark(weft_task *j) {
+  weft_task *t = weft__body(j)->wait_on.joinee;
+  if (t && t->joiner == j) t->joiner = NULL;
+}
+
+/* t's result; frees it and the caller's handle. */
+static int join_consume(weft_loop *L, weft_task *t) {
+  int rc = t->result;
+  t->flags &= ~TF_HANDLE;
+  weft__task_free(L, t);
+  return rc;
+}
+
+/* Waits for t until `deadline`. Returns t's result with *consumed set
+ * (the handle is released), or an error with the handle still the
+ * caller's: -ECANCELED when the wait was interrupted (*expired: by this
+ * deadline). */
+static int join(weft_task *t, int64_t deadline, bool *consumed, bool *expired,
+                const char *func) {
+  weft_loop *L = weft__tls_loop;
+  *consumed = *expired = false;
+  if (!t) return -EINVAL;
+  if (!L || t->loop != L) return weft__misuse(func, WEFT_ELOOP);
+  weft_task *cur = L->current;
+  if (!cur) return weft__misuse(func, WEFT_ENOTASK);
+  int rc = weft__task_check_joinable(L, cur, t, func);
+  if (rc) return rc;
   if (t->joiner) return -EBUSY;
   if (weft__checkpoint(cur)) return -ECANCELED;
   if (t->state != WEFT__T_DONE) {
     t->joiner = cur;
     weft__body(cur)->wait_on.joinee = t;
-    rc = weft__park(L, cur, join_unpark);
+    rc = deadline == WEFT_FOREVER
+             ? weft__park(L, cur, join_unpark)
+             : weft__park_until(L, cur, join_unpark, deadline, expired);
     weft__body(cur)->wait_on.joinee = NULL;
     if (rc < 0) return rc;
   }
-  rc = t->result;
-  t->flags &= ~TF_HANDLE;
-  weft__task_free(L, t);
   *consumed = true;
-  return rc;
+  return join_consume(L, t);
 }
 
 int weft_join(weft_task *t) {
-  bool consumed;
-  return join(t, &consumed, __func__);
+  bool consumed, expired;
+  return join(t, WEFT_FOREVER, &consumed, &expired, __func__);
 }
 
 int weft_join_until(weft_task *t, int64_t deadline) {
-  weft_loop *L = weft__tls_loop;
-  weft_task *cur = L ? L->current : NULL;
-  if (!t) return -EINVAL;
-  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
-  weft_scope s;
-  weft__scope *sc = (weft__scope *)&s;
-  weft__scope_push(cur, sc, deadline, 0);
-  bool consumed;
-  int rc = join(t, &consumed, __func__);
-  if (consumed || rc != -ECANCELED) {
-    weft__scope_pop(L, cur, sc);
-    return rc;
-  }
+  bool consumed, expired;
+  int rc = join(t, deadline, &consumed, &expired, __func__);
+  if (consumed || rc != -ECANCELED) return rc;
   /* Our deadline fired or we were cancelled: cancel t and wait for it to
    * finish, whatever happens to us meanwhile. */
+  weft_loop *L = weft__tls_loop;
+  weft_task *cur = L->current;
   weft__task_cancel(t);
   if (t->state != WEFT__T_DONE) {
     t->joiner = cur;
     weft__park(L, cur, NULL);
   }
-  weft__scope_pop(L, cur, sc);
-  rc = t->result;
-  t->flags &= ~TF_HANDLE;
-  weft__task_free(L, t);
+  rc = join_consume(L, t);
   /* t's own outcome wins unless it ended cancelled: one that caught the
    * cancellation and returned a value, or whose cleanup failed, keeps
    * its code (asyncio >= 3.12, gh-86296). A timeout only when our own
    * deadline did it, with no outer cancellation in effect. */
   if (rc != -ECANCELED) return rc;
-  return (sc->flags & (SC_FIRED | SC_CAUGHT)) == (SC_FIRED | SC_CAUGHT)
-             ? -ETIMEDOUT
-             : -ECANCELED;
+  return expired ? -ETIMEDOUT : -ECANCELED;
 }
 
 int weft_detach(weft_task *t) {
   weft_loop *L = weft__tls_loop;
-  int rc = check_handle(L, t);
+  int rc = weft__task_check_joinable(L, NULL, t, __func__);
   if (rc) return rc;
-  if (t->flags & (TF_GROUP | TF_ROOT)) return -EINVAL;
-  if (!(t->flags & TF_HANDLE)) return -ESRCH;
   if (t->joiner) return -EBUSY;
   t->flags &= ~TF_HANDLE;
   if (t->state == WEFT__T_DONE) weft__task_free(L, t);

@@ -32,18 +32,6 @@ static void nodes_unlink(watch_node *nodes, size_t n) {
   for (size_t i = 0; i < n; i++) weft__watch_del(&nodes[i].w);
 }
 
-/* Validates a handle the caller holds (as weft_join does). */
-static int check_task(weft_loop *L, weft_task *cur, const weft_task *t) {
-  if (!t) return -EINVAL;
-  if (t->loop != L) return WEFT_ELOOP;
-  if (t->state == WEFT__T_FREE) return -ESRCH;
-  if (t->flags & TF_GROUP) return -EINVAL;
-  if (!(t->flags & TF_HANDLE)) return -ESRCH;
-  if (t == cur) return -EDEADLK;
-  return 0;
-}
-
-
 /* ---- weft_wait --------------------------------------------------------- */
 
 #define WAIT_STACK_NODES 16
@@ -95,13 +83,9 @@ static int wait_park(weft_loop *L, weft_task *cur, waiter *w,
       rc = node_link(&nodes[i], tasks[i], wait_done, w);
   }
   if (rc) goto out;
-  weft_scope s;
-  weft__scope *sc = (weft__scope *)&s;
-  weft__scope_push(cur, sc, deadline, 0);
   weft__body(cur)->wait_on.layer = w;
-  weft__park(L, cur, wait_unpark);
+  weft__park_until(L, cur, wait_unpark, deadline, NULL);
   weft__body(cur)->wait_on.layer = NULL;
-  weft__scope_pop(L, cur, sc);
   /* Our own deadline is a normal return; an outer cancellation is not. */
   rc = weft__checkpoint(cur);
 out:
@@ -119,8 +103,8 @@ static int wait_until(weft_task *const *tasks, size_t n, int mode, bool *done,
   if (mode < WEFT_FIRST_COMPLETED || mode > WEFT_ALL_COMPLETED) return -EINVAL;
   waiter w = {.task = cur, .n = n, .mode = mode};
   for (size_t i = 0; i < n; i++) {
-    int rc = check_task(L, cur, tasks[i]);
-    if (rc) return rc == WEFT_ELOOP ? weft__misuse(func, rc) : rc;
+    int rc = weft__task_check_joinable(L, cur, tasks[i], func);
+    if (rc) return rc;
     if (tasks[i]->state == WEFT__T_DONE) {
       w.ndone++;
       w.nfail += weft__failed(tasks[i]->result);
@@ -235,8 +219,8 @@ static int ac_init(weft_as_completed *pit, weft_task *const *tasks, size_t n,
   if (weft__unlikely(!cur)) return weft__misuse(func, WEFT_ENOTASK);
   if (n && !tasks) return -EINVAL;
   for (size_t i = 0; i < n; i++) {
-    int rc = check_task(L, cur, tasks[i]);
-    if (rc) return rc == WEFT_ELOOP ? weft__misuse(func, rc) : rc;
+    int rc = weft__task_check_joinable(L, cur, tasks[i], func);
+    if (rc) return rc;
   }
   /* n == 0: no core, and next() says -ECHILD at once. */
   if (n && !(it->core = ac_new(L, tasks, n))) return -ENOMEM;
@@ -279,14 +263,10 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   if (c->head < c->tail) return ac_pop(it, task);
   if (it->deadline != WEFT_FOREVER && weft_now() >= it->deadline)
     return -ETIMEDOUT;
-  weft_scope s;
-  weft__scope *sc = (weft__scope *)&s;
-  weft__scope_push(cur, sc, it->deadline, 0);
   c->waiter = cur;
   weft__body(cur)->wait_on.layer = c;
-  int rc = weft__park(L, cur, ac_unpark);
+  int rc = weft__park_until(L, cur, ac_unpark, it->deadline, NULL);
   weft__body(cur)->wait_on.layer = NULL;
-  weft__scope_pop(L, cur, sc);
   if (rc == 0) return ac_pop(it, task); /* woken by a completion: ours */
   if (weft__checkpoint(cur)) return -ECANCELED; /* nothing lost: queued */
   /* The deadline: a task may have finished after it fired, before we ran. */
