@@ -5,7 +5,7 @@
  *
  * The small capacities are the backpressure: the producer can never get
  * more than 4 jobs ahead of the workers. When it is done it shuts the job
- * queue down gracefully; the workers drain what is left, see -ESHUTDOWN
+ * queue down gracefully; the workers drain what is left, see WEFT_EEND
  * and return. A semaphore caps how many workers are "on the network" at
  * once, as a rate-limited fetcher would.
  *
@@ -46,7 +46,7 @@ static int worker(void *arg) {
   for (;;) {
     job j;
     int rc = weft_queue_get(p->jobs, &j);
-    if (rc == -ESHUTDOWN) return 0; /* no more work */
+    if (rc == WEFT_EEND) return 0; /* shut down and drained: no more work */
     if (rc) return rc;
     if ((rc = weft_sem_acquire(p->net)) != 0) return rc;
     weft_sleep(WEFT_MS(1)); /* the slow part */

@@ -9,7 +9,9 @@
  * Conventions (see docs/):
  *   - Functions return 0 on success or a negative error code: a negative
  *     errno (-ECANCELED, -ETIMEDOUT, -EINVAL, ...) or a WEFT_E* code below.
- *     Functions that make an object return it, or NULL with errno set.
+ *     Functions that make an object return it, or NULL with errno set
+ *     to a value the C library names: where a call would return
+ *     WEFT_ENOTASK, a constructor sets EPERM; for WEFT_ELOOP, EXDEV.
  *   - Time is int64_t nanoseconds of CLOCK_MONOTONIC. Parameters named
  *     `deadline` are absolute (compare with weft_now()); parameters named
  *     `duration` are relative. Negative durations count as 0.
@@ -58,15 +60,37 @@ extern "C" {
  * returns these two yet): */
 #define WEFT_EINCOMPLETE (-10005) /* stream ended before the read completed */
 #define WEFT_ELIMIT (-10006)      /* a read went over the buffer limit */
-#define WEFT_EENDOFCHANNEL (-10007) /* every send handle of a channel is
-                                       closed and its buffer is empty */
+#define WEFT_EEND (-10007)        /* the end: no item will ever come (see
+                                     "End of items" below) */
+
+/* End of items. A consumer loops until its source says nothing more will
+ * come, and every source says it with the one code WEFT_EEND:
+ *   while ((rc = weft_chan_recv(rx, &item)) == 0) use(&item);
+ *   if (rc != WEFT_EEND) return rc;   // an error, not the end
+ * weft_chan_recv (every send handle closed, the buffer drained),
+ * weft_queue_get (shut down, the items left taken) and
+ * weft_as_completed_next (every task returned). A stream read says it
+ * as read(2) does, with 0 bytes. A producer is refused for one of two
+ * reasons, each with its code:
+ *   -ESHUTDOWN  the object was shut down and takes no more work (a queue
+ *               after weft_queue_shutdown, an executor, a failed group,
+ *               a freed loop);
+ *   -EPIPE      nobody is left to take it (every receive handle of the
+ *               channel closed; the peer of a connection gone). A broken
+ *               barrier says -EPIPE too: the other parties are gone.
+ *
+ * Predicates are named for asyncio's adjective on the noun:
+ * weft_task_done, weft_lock_locked, weft_sem_locked, weft_barrier_broken,
+ * weft_scope_cancelled, weft_scope_expired, weft_queue_empty/_full,
+ * weft_call_pending. "is_" is added only where the adjective is also the
+ * noun's verb: weft_event_is_set, since weft_event_set sets it. */
 
 /* Names a code and says what it means in weft: for every code this
  * library returns (negative errno or WEFT_E*), the code's name, then its
  * meaning here, e.g. "ESHUTDOWN: shut down: the queue, executor or loop
  * takes no more work", "WEFT_EGROUP: one or more tasks of the group
  * failed ...". A positive value gives the same text as its negation
- * (so errno from a constructor, e.g. -WEFT_ENOTASK, is named too). 0
+ * (so errno from a constructor is named too). 0
  * gives "success". Another errno value gives the C library's text for
  * it, without the name; a code neither knows gives "unknown error".
  * Never NULL.
@@ -211,8 +235,8 @@ typedef struct weft_spawn_opts {
 /* asyncio.create_task: starts fn(arg) as a new task on the current loop.
  * The task holds no stack until it first runs. The returned handle belongs
  * to the caller, who must weft_join or weft_detach it exactly once.
- * NULL with errno: EINVAL (fn NULL), ENOMEM, and WEFT_ENOTASK as a
- * positive value (-WEFT_ENOTASK) when called with no loop on the thread. */
+ * NULL with errno: EINVAL (fn NULL), ENOMEM, EPERM (no loop on the
+ * thread: the WEFT_ENOTASK of the conventions above). */
 WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg,
                                const weft_spawn_opts *opts);
 
@@ -475,7 +499,7 @@ WEFT_API int weft_scope_close(weft_scope *s);
  * the group's body: it runs inside the group's cancel scope, so when a
  * child fails the body's checkpoints return -ECANCELED too. A cancelled
  * caller cancels its open groups. Close in reverse order of scopes.
- * NULL with errno ENOMEM, or (positive) -WEFT_ENOTASK. */
+ * NULL with errno ENOMEM, or EPERM (not called from a task). */
 WEFT_API weft_group *weft_group_open(void);
 
 /* Spawns a child into g (any task of the loop may spawn into an open
@@ -489,7 +513,7 @@ WEFT_API weft_group *weft_group_open(void);
  * (a child or the body already failed: the group is shutting down, and fn
  * never runs, as asyncio's "TaskGroup is shutting down"; a group
  * cancelled without a failure, by weft_group_cancel or an outer scope,
- * still takes children, which start cancelled), -WEFT_ELOOP (another
+ * still takes children, which start cancelled), EXDEV (another
  * loop's group), ENOMEM. A closed group's record is reused only
  * after every other free one, so EPIPE is reliable for a while after close
  * but not forever: do not use a group after closing it. */

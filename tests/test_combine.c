@@ -668,8 +668,8 @@ Test(combine, as_completed_order, .timeout = 10) {
     cr_assert_eq(s.order[i], want[i], "order[%d] = %d", i, s.order[i]);
     cr_assert_eq(s.rc[i], 10 + want[i]);
   }
-  cr_assert_eq(s.end, -ECHILD);
-  cr_assert_eq(s.again, -ECHILD);
+  cr_assert_eq(s.end, WEFT_EEND);
+  cr_assert_eq(s.again, WEFT_EEND);
   cr_assert_eq(s.closed, -EINVAL);
 }
 
@@ -712,7 +712,7 @@ Test(combine, as_completed_one_task_at_a_time, .timeout = 10) {
   cr_assert_eq(s.rc[1], 1);
   cr_assert_eq(s.rc[2], 7);
   cr_assert_eq(s.again, -EBUSY);
-  cr_assert_eq(s.end, -ECHILD);
+  cr_assert_eq(s.end, WEFT_EEND);
 }
 
 static int ac_deadline_main(void *arg) {
@@ -753,7 +753,7 @@ Test(combine, as_completed_deadline, .timeout = 10) {
   cr_assert_eq(s.rc[2], -ETIMEDOUT);
   cr_assert_eq(s.rc[3], 0);
   cr_assert_eq(s.order[1], 1);
-  cr_assert_eq(s.rc[4], -ECHILD);
+  cr_assert_eq(s.rc[4], WEFT_EEND);
   cr_assert_eq(s.joined[1], -ECANCELED);
 }
 
@@ -825,7 +825,7 @@ Test(combine, as_completed_interrupted_by_scope, .timeout = 10) {
   cr_assert_eq(s.rc[1], -ETIMEDOUT);
   cr_assert_eq(s.rc[2], 0);
   cr_assert_eq(s.order[0], 1);
-  cr_assert_eq(s.rc[3], -ECHILD);
+  cr_assert_eq(s.rc[3], WEFT_EEND);
   cr_assert_eq(s.joined[0], 4);
 }
 
@@ -871,7 +871,7 @@ Test(combine, as_completed_bad_input, .timeout = 10) {
   cr_assert_eq(s.null_entry, -EINVAL);
   cr_assert_eq(s.empty_init, 0);
   cr_assert_eq(s.null_out, -EINVAL);
-  cr_assert_eq(s.empty_next, -ECHILD);
+  cr_assert_eq(s.empty_next, WEFT_EEND);
   cr_assert_eq(s.group_child, -EINVAL);
   cr_assert_eq(s.joined, -ESRCH);
 }

@@ -386,9 +386,8 @@ static const char *cn(int rc) {
     case -EINVAL: return "-EINVAL";
     case -EIDRM: return "-EIDRM";
     case -ENOENT: return "-ENOENT";
-    case -ECHILD: return "-ECHILD";
     case WEFT_EGROUP: return "WEFT_EGROUP";
-    case WEFT_EENDOFCHANNEL: return "WEFT_EENDOFCHANNEL";
+    case WEFT_EEND: return "WEFT_EEND";
     default: break;
   }
   char *b = buf[k++ & 7];
@@ -1624,7 +1623,7 @@ Test(soak, lock, .timeout = 900) {
  * or is still queued at the end, or was dropped by an immediate shutdown
  * or the free (counted from the size just before); an item whose put
  * failed is never delivered; a consumer sees each producer's items in
- * order (FIFO queue); get returns -ESHUTDOWN only after a shutdown and
+ * order (FIFO queue); get returns WEFT_EEND only after a shutdown and
  * then on an empty queue, put -ESHUTDOWN only after one, -EIDRM only
  * after the free; size never exceeds the capacity, full/empty agree with
  * size; at the end nothing is unfinished (join returns at once, one more
@@ -1807,12 +1806,12 @@ static int q_consumer(void *arg) {
       }
       sc_close(w, &sc);
     }
-    if (grc == -ESHUTDOWN) {
+    if (grc == WEFT_EEND) {
       if (!P->shut)
-        fail(S, "queue.shutdown_rc", "%s: get -ESHUTDOWN, no shutdown",
+        fail(S, "queue.shutdown_rc", "%s: get WEFT_EEND, no shutdown",
              w->name);
       else if (!P->freed && weft_queue_size(P->q))
-        fail(S, "queue.shutdown_rc", "%s: get -ESHUTDOWN with %zu item(s) "
+        fail(S, "queue.shutdown_rc", "%s: get WEFT_EEND with %zu item(s) "
              "queued", w->name, weft_queue_size(P->q));
       break;
     }
@@ -1995,8 +1994,8 @@ Test(soak, queue, .timeout = 900) {
  * Invariants: every item is received at most once, and only if its send
  * returned 0 (or was under way); a send that failed was not received; a
  * receiver sees each sender's items in order; once a receiver got
- * WEFT_EENDOFCHANNEL, every item sent has been received by the end;
- * -EPIPE only when every receive handle is closed, WEFT_EENDOFCHANNEL only
+ * WEFT_EEND, every item sent has been received by the end;
+ * -EPIPE only when every receive handle is closed, WEFT_EEND only
  * when every send handle is; no receiver waits once every send handle is
  * closed, no sender once every receive handle is, and nobody on a handle
  * that was closed (lost wakeup).
@@ -2014,7 +2013,7 @@ typedef struct chanp {
   unsigned char got[MAXW][QMAXSEQ];
   int last[MAXW][MAXW];
   long n_in, n_got;
-  bool eoc;     /* a receiver got WEFT_EENDOFCHANNEL */
+  bool eoc;     /* a receiver got WEFT_EEND */
   void *handle[MAXW];
   bool hclosed[MAXW]; /* closed by the director */
 } chanp;
@@ -2122,7 +2121,7 @@ static int ch_receiver(void *arg) {
       sc_close(w, &sc);
     }
     if (rrc == 0) ch_deliver(P, w, &it);
-    if (rrc == WEFT_EENDOFCHANNEL) {
+    if (rrc == WEFT_EEND) {
       if (P->ntx)
         fail(S, "chan.eoc", "%s: end of channel with %d send handle(s) open",
              w->name, P->ntx);
@@ -2178,8 +2177,10 @@ static void ch_setup(soak *S) {
   chanp *P = (chanp *)S;
   int k = rn(S, 4);
   P->cap = k == 0 ? 0 : k == 3 ? WEFT_CHAN_UNBOUNDED : (size_t)k;
-  int rc = weft_chan_open(P->cap, sizeof(qitem), &P->tx0, &P->rx0);
-  if (rc) fail(S, "chan.open", "weft_chan_open: %s", cn(rc));
+  weft_chan_ends ch = weft_chan_open(P->cap, sizeof(qitem));
+  if (!ch.tx) fail(S, "chan.open", "weft_chan_open: %s", cn(-errno));
+  P->tx0 = ch.tx;
+  P->rx0 = ch.rx;
   P->ntx = P->nrx = 1;
   S->avail = ch_avail;
   S->chaos = ch_chaos;
@@ -2947,7 +2948,7 @@ Test(soak, group, .timeout = 900) {
  * index, else the first failure, else -ECANCELED; wait's count and done[]
  * match the leaves that returned, and without a deadline its condition
  * holds; as_completed returns each leaf once, only when it is done, then
- * -ECHILD, and -ETIMEDOUT only with every finished leaf returned; joins
+ * WEFT_EEND, and -ETIMEDOUT only with every finished leaf returned; joins
  * return the leaves' results; no caller stays in wait or as_completed
  * with its condition met (lost wakeup).
  */
@@ -3196,9 +3197,9 @@ static void cb_asc(combp *P, wk *w, cbop *op) {
       got++;
       TRACE(S, "%s: as_completed gives %s", w->name, l->name);
       join_worker(S, l, rn(S, 3) ? 0 : 1);
-    } else if (rc == -ECHILD) {
+    } else if (rc == WEFT_EEND) {
       if (got != op->n)
-        fail(S, "asc.end", "%s: -ECHILD after %d of %d", w->name, got, op->n);
+        fail(S, "asc.end", "%s: WEFT_EEND after %d of %d", w->name, got, op->n);
     } else if (rc == -ETIMEDOUT) {
       for (int i = 0; i < op->n; i++)
         if (cb_l(P, op, i)->returned && !op->returned[i])

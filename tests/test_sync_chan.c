@@ -24,6 +24,16 @@ typedef struct {
   weft_chan_rx *rx;
 } charg;
 
+/* weft_chan_open, which must succeed, into two handle variables. */
+static void open_chan(size_t cap, size_t size, weft_chan_tx **tx,
+                      weft_chan_rx **rx) {
+  errno = 0;
+  weft_chan_ends ch = weft_chan_open(cap, size);
+  cr_assert(ch.tx && ch.rx, "weft_chan_open: %s", weft_strerror(errno));
+  *tx = ch.tx;
+  *rx = ch.rx;
+}
+
 static int sender(void *arg) {
   charg *a = arg;
   a->s->rc[a->id] = weft_chan_send(a->tx, &a->v);
@@ -61,7 +71,7 @@ static int buffered_main(void *arg) {
 
 Test(sync_chan, buffered, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(2, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(2, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(buffered_main, &s), 0);
   cr_assert_eq(s.rc[0], 0);
   cr_assert_eq(s.rc[1], 0);
@@ -104,7 +114,7 @@ static int rendezvous_main(void *arg) {
 /* Capacity 0: a send completes only when a receiver takes the item. */
 Test(sync_chan, rendezvous, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(0, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(0, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(rendezvous_main, &s), 0);
   cr_assert_eq(s.rc[0], -EAGAIN);
   cr_assert_eq(s.rc[1], 0);
@@ -144,7 +154,7 @@ static int clones_main(void *arg) {
   for (;;) {
     long v;
     int rc = weft_chan_recv(s->rx, &v);
-    if (rc == WEFT_EENDOFCHANNEL) break;
+    if (rc == WEFT_EEND) break;
     if (rc) return rc;
     int who = (int)(v / 100), seq = (int)(v % 100);
     if (seq != last[who] + 1) s->rc[10] = -EPROTO; /* per-sender order */
@@ -160,17 +170,17 @@ static int clones_main(void *arg) {
 }
 
 /* Three producers on clones of one send handle; the receiver drains
- * everything, then gets WEFT_EENDOFCHANNEL once the last clone closes. */
+ * everything, then gets WEFT_EEND once the last clone closes. */
 Test(sync_chan, clones_and_end_of_channel, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(4, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(4, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(clones_main, &s), 0);
   cr_assert_eq(s.rc[0], 30);
   cr_assert_eq(s.rc[1], (100 + 200 + 300) * 10 + 3 * 45);
-  cr_assert_eq(s.rc[2], WEFT_EENDOFCHANNEL);
-  cr_assert_eq(s.rc[3], WEFT_EENDOFCHANNEL);
+  cr_assert_eq(s.rc[2], WEFT_EEND);
+  cr_assert_eq(s.rc[3], WEFT_EEND);
   cr_assert_eq(s.rc[10], 0);
-  cr_assert_str_neq(weft_strerror(WEFT_EENDOFCHANNEL), "unknown error");
+  cr_assert_str_neq(weft_strerror(WEFT_EEND), "unknown error");
   cr_assert_eq(weft_chan_rx_close(s.rx), 0);
 }
 
@@ -196,13 +206,13 @@ static int end_wakes_main(void *arg) {
  * end-of-channel code. */
 Test(sync_chan, last_sender_close_wakes_receivers, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(0, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(0, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(end_wakes_main, &s), 0);
   cr_assert_eq(s.rc[5], 0);
   cr_assert_eq(s.rc[6], 0);
   cr_assert_eq(s.rc[7], 0);
-  cr_assert_eq(s.rc[1], WEFT_EENDOFCHANNEL);
-  cr_assert_eq(s.rc[2], WEFT_EENDOFCHANNEL);
+  cr_assert_eq(s.rc[1], WEFT_EEND);
+  cr_assert_eq(s.rc[2], WEFT_EEND);
   weft_chan_rx_close(s.rx);
 }
 
@@ -226,7 +236,7 @@ static int broken_main(void *arg) {
  * -EPIPE, the buffer is dropped and later sends fail at once. */
 Test(sync_chan, last_receiver_close_breaks_senders, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(1, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(1, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(broken_main, &s), 0);
   cr_assert_eq(s.rc[2], 0);
   cr_assert_eq(s.rc[1], -EPIPE);
@@ -257,7 +267,7 @@ static int close_under_waiter_main(void *arg) {
  * channel goes on through the other handles. */
 Test(sync_chan, close_handle_under_waiter, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(0, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(0, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(close_under_waiter_main, &s), 0);
   cr_assert_eq(s.rc[5], 0);
   cr_assert_eq(s.rc[1], -EBADF);
@@ -303,7 +313,7 @@ static int cancel_main(void *arg) {
  * cancelled before it runs (its next checkpoint reports that). */
 Test(sync_chan, cancellation, .timeout = 10) {
   chstate s = {0};
-  cr_assert_eq(weft_chan_open(0, sizeof(long), &s.tx, &s.rx), 0);
+  open_chan(0, sizeof(long), &s.tx, &s.rx);
   cr_assert_eq(weft_run(cancel_main, &s), 0);
   cr_assert_eq(s.rc[1], 0);
   cr_assert_eq(s.got[0], 5);
@@ -325,7 +335,7 @@ Test(sync_chan, cancellation, .timeout = 10) {
 Test(sync_chan, unbounded, .timeout = 10) {
   weft_chan_tx *tx;
   weft_chan_rx *rx;
-  cr_assert_eq(weft_chan_open(WEFT_CHAN_UNBOUNDED, sizeof(int), &tx, &rx), 0);
+  open_chan(WEFT_CHAN_UNBOUNDED, sizeof(int), &tx, &rx);
   for (int i = 0; i < 5000; i++) cr_assert_eq(weft_chan_try_send(tx, &i), 0);
   cr_assert_eq(weft_chan_tx_close(tx), 0);
   for (int i = 0; i < 5000; i++) {
@@ -334,7 +344,7 @@ Test(sync_chan, unbounded, .timeout = 10) {
     cr_assert_eq(v, i);
   }
   int v;
-  cr_assert_eq(weft_chan_try_recv(rx, &v), WEFT_EENDOFCHANNEL);
+  cr_assert_eq(weft_chan_try_recv(rx, &v), WEFT_EEND);
   cr_assert_eq(weft_chan_rx_close(rx), 0);
 }
 
@@ -342,11 +352,12 @@ Test(sync_chan, unbounded, .timeout = 10) {
 Test(sync_chan, bad_arguments, .timeout = 10) {
   weft_chan_tx *tx;
   weft_chan_rx *rx;
-  cr_assert_eq(weft_chan_open(1, 8, NULL, &rx), -EINVAL);
-  cr_assert_eq(weft_chan_open(1, 8, &tx, NULL), -EINVAL);
-  cr_assert_eq(weft_chan_open(1, 0, &tx, &rx), -EINVAL);
-  cr_assert_eq(weft_chan_open(SIZE_MAX / 2, 8, &tx, &rx), -EOVERFLOW);
-  cr_assert_eq(weft_chan_open(4, sizeof(long), &tx, &rx), 0);
+  weft_chan_ends bad = weft_chan_open(1, 0);
+  cr_assert(bad.tx == NULL && bad.rx == NULL && errno == EINVAL);
+  errno = 0;
+  bad = weft_chan_open(SIZE_MAX / 2, 8);
+  cr_assert(bad.tx == NULL && bad.rx == NULL && errno == EOVERFLOW);
+  open_chan(4, sizeof(long), &tx, &rx);
   long v = 1;
   cr_assert_eq(weft_chan_try_send((weft_chan_tx *)rx, &v), -EINVAL);
   cr_assert_eq(weft_chan_try_recv((weft_chan_rx *)tx, &v), -EINVAL);

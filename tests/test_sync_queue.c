@@ -351,7 +351,7 @@ static int worker(void *arg) {
   for (;;) {
     long v;
     int rc = weft_queue_get(a->s->q, &v);
-    if (rc) return rc == -ESHUTDOWN ? 0 : rc;
+    if (rc) return rc == WEFT_EEND ? 0 : rc;
     weft_sleep(WEFT_US(200));
     log_add(&a->s->log, (int)v);
     weft_queue_task_done(a->s->q);
@@ -409,7 +409,7 @@ static int shut_graceful_main(void *arg) {
   s->rc[7] = weft_queue_put(s->q, &v);
   s->rc[8] = weft_queue_try_put(s->q, &v);
   for (int i = 0; i < 4; i++) weft_join(s->t[i]);
-  /* The two items left drain, then -ESHUTDOWN. */
+  /* The two items left drain, then WEFT_EEND. */
   for (int i = 0; i < 3; i++) s->rc[9 + i] = weft_queue_get(s->q, &s->got[i]);
   s->rc[12] = weft_queue_try_get(s->q, &v);
   s->got[4] = g[0].v;
@@ -419,7 +419,7 @@ static int shut_graceful_main(void *arg) {
 
 /* Graceful shutdown with getters served and putters waiting: the
  * putters fail at once (-ESHUTDOWN, items not added), later puts too, and
- * gets drain what is left, then fail. */
+ * gets drain what is left, then say WEFT_EEND: the end, not an error. */
 Test(sync_queue, shutdown_graceful, .timeout = 10) {
   qstate s = {.q = weft_queue_new(2, sizeof(long))};
   cr_assert_eq(weft_run(shut_graceful_main, &s), 0);
@@ -437,8 +437,8 @@ Test(sync_queue, shutdown_graceful, .timeout = 10) {
   cr_assert_eq(s.rc[10], 0);
   cr_assert_eq(s.got[0], 12);
   cr_assert_eq(s.got[1], 13);
-  cr_assert_eq(s.rc[11], -ESHUTDOWN);
-  cr_assert_eq(s.rc[12], -ESHUTDOWN);
+  cr_assert_eq(s.rc[11], WEFT_EEND);
+  cr_assert_eq(s.rc[12], WEFT_EEND);
   weft_queue_free(s.q);
 }
 
@@ -452,12 +452,12 @@ static int shut_getters_main(void *arg) {
   return 0;
 }
 
-/* Getters waiting on an empty queue all wake with -ESHUTDOWN. */
+/* Getters waiting on an empty queue all wake with WEFT_EEND. */
 Test(sync_queue, shutdown_wakes_getters, .timeout = 10) {
   qstate s = {.q = weft_queue_new(0, sizeof(long))};
   cr_assert_eq(weft_run(shut_getters_main, &s), 0);
   cr_assert_eq(s.rc[0], 0);
-  for (int i = 1; i <= 3; i++) cr_assert_eq(s.rc[i], -ESHUTDOWN);
+  for (int i = 1; i <= 3; i++) cr_assert_eq(s.rc[i], WEFT_EEND);
   weft_queue_free(s.q);
 }
 
@@ -495,7 +495,7 @@ static int shut_immediate_main(void *arg) {
 }
 
 /* Immediate shutdown: the items left are dropped and counted as done, the
- * waiting putter wakes with -ESHUTDOWN, get fails at once; join returns
+ * waiting putter wakes with -ESHUTDOWN, get says WEFT_EEND at once; join returns
  * once the one item taken before is marked done (Python 3.13's
  * join-after-shutdown(immediate=True)). */
 Test(sync_queue, shutdown_immediate_join, .timeout = 10) {
@@ -506,7 +506,7 @@ Test(sync_queue, shutdown_immediate_join, .timeout = 10) {
   cr_assert_eq(s.rc[4], 3);
   cr_assert_eq(s.rc[5], 0);
   cr_assert_eq(s.rc[6], 0);
-  cr_assert_eq(s.rc[7], -ESHUTDOWN);
+  cr_assert_eq(s.rc[7], WEFT_EEND);
   cr_assert_eq(s.rc[8], 0);
   cr_assert_eq(s.rc[3], 0);
   cr_assert_eq(s.rc[9], -EOVERFLOW);
@@ -535,8 +535,8 @@ static int shut_join_at_once_main(void *arg) {
 }
 
 /* graceful, then immediate: the joiners, waiting on 5 unfinished items,
- * return when the immediate shutdown drops them; a getter after it fails
- * at once. */
+ * return when the immediate shutdown drops them; a getter after it gets
+ * WEFT_EEND at once. */
 Test(sync_queue, shutdown_graceful_then_immediate, .timeout = 10) {
   qstate s = {.q = weft_queue_new(0, sizeof(long))};
   cr_assert_eq(weft_run(shut_join_at_once_main, &s), 0);
@@ -545,7 +545,7 @@ Test(sync_queue, shutdown_graceful_then_immediate, .timeout = 10) {
   cr_assert_eq(s.rc[5], 0);
   cr_assert_eq(s.rc[1], 0);
   cr_assert_eq(s.rc[2], 0);
-  cr_assert_eq(s.rc[3], -ESHUTDOWN);
+  cr_assert_eq(s.rc[3], WEFT_EEND);
   weft_queue_free(s.q);
 }
 

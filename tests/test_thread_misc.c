@@ -335,7 +335,7 @@ Test(thread_misc, wrong_thread_errors, .timeout = 10) {
   cr_assert_eq(s.on_done, WEFT_ELOOP);
   cr_assert_eq(s.scope_cancel, WEFT_ELOOP);
   cr_assert_eq(s.resched, WEFT_ELOOP);
-  cr_assert_eq(s.gspawn_errno, -WEFT_ELOOP);
+  cr_assert_eq(s.gspawn_errno, EXDEV);
   cr_assert_eq(s.gcancel, WEFT_ELOOP);
   cr_assert_eq(s.gfail, WEFT_ELOOP);
   cr_assert_eq(s.gclose, WEFT_ELOOP);
@@ -344,7 +344,7 @@ Test(thread_misc, wrong_thread_errors, .timeout = 10) {
   cr_assert_eq(s.l_cancel, WEFT_ELOOP);
   cr_assert_eq(s.l_scope, WEFT_ELOOP);
   cr_assert_eq(s.l_gclose, WEFT_ELOOP);
-  cr_assert_eq(s.l_gspawn_errno, -WEFT_ELOOP);
+  cr_assert_eq(s.l_gspawn_errno, EXDEV);
 }
 
 typedef struct {

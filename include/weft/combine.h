@@ -130,7 +130,7 @@ WEFT_API int weft_wait_until(weft_task *const *tasks, size_t n, int mode,
  *   weft_task *t;
  *   while ((rc = weft_as_completed_next(&it, &t)) == 0)
  *     use(weft_join(t));
- *   weft_as_completed_close(&it);   // rc: -ECHILD (all done), -ETIMEDOUT...
+ *   weft_as_completed_close(&it);   // rc: WEFT_EEND (all done), -ETIMEDOUT...
  *
  * Its storage is private; do not copy an initialised iterator. */
 typedef struct weft_as_completed {
@@ -142,7 +142,7 @@ typedef struct weft_as_completed {
  * iteration (asyncio's timeout=). Tasks already done come out first, in array
  * order. The array may be freed after init; the handles must stay held
  * until next() has returned them. Allocates (one block). Not a
- * checkpoint. n == 0 is allowed (next returns -ECHILD at once).
+ * checkpoint. n == 0 is allowed (next returns WEFT_EEND at once).
  * 0, -EINVAL (it NULL, tasks NULL with n > 0, a NULL entry or group
  * child), -ESRCH, -EDEADLK (the caller is among them), -ENOMEM,
  * WEFT_ENOTASK, WEFT_ELOOP. On error the iterator is closed. */
@@ -154,7 +154,7 @@ WEFT_API int weft_as_completed_init_until(weft_as_completed *it,
 
 /* Waits for the next task to finish and stores its handle in *task: a
  * done task the caller still owns (join it to release it). Returns 0;
- * -ECHILD when every task has been returned (the end; the iterator
+ * WEFT_EEND when every task has been returned (the end; the iterator
  * frees its memory then); -ETIMEDOUT when the deadline has passed and
  * no finished task is left to return (later calls return tasks that
  * finish after all, else -ETIMEDOUT again, without blocking);
@@ -165,7 +165,7 @@ WEFT_API int weft_as_completed_init_until(weft_as_completed *it,
 WEFT_API int weft_as_completed_next(weft_as_completed *it, weft_task **task);
 
 /* Stops watching and frees the iterator's memory. Required when the
- * iteration stops before -ECHILD (harmless after it, and on an iterator
+ * iteration stops before WEFT_EEND (harmless after it, and on an iterator
  * whose init failed). Call it from the loop's thread, before the tasks
  * not yet returned are released, and never while a task waits in next
  * on it. NULL is ignored. */

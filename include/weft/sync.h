@@ -242,14 +242,15 @@ WEFT_API int weft_queue_free(weft_queue *q);
  * -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_queue_put(weft_queue *q, const void *item);
 /* Moves the next item into *out, waiting while the queue is empty.
- * 0, -ESHUTDOWN (shut down and empty; after a graceful shutdown the items
- * left are still returned first), -ECANCELED, -EIDRM, -EINVAL,
+ * 0, WEFT_EEND (shut down and empty: the end; after a graceful shutdown
+ * the items left are still returned first), -ECANCELED, -EIDRM, -EINVAL,
  * WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_queue_get(weft_queue *q, void *out);
 /* put without waiting: -EAGAIN if full. Not a checkpoint; callable
  * outside a task. Same other codes but -ECANCELED and WEFT_ENOTASK. */
 WEFT_API int weft_queue_try_put(weft_queue *q, const void *item);
-/* get without waiting: -EAGAIN if empty (and not shut down). */
+/* get without waiting: -EAGAIN if empty (and not shut down), WEFT_EEND
+ * if empty and shut down. */
 WEFT_API int weft_queue_try_get(weft_queue *q, void *out);
 /* Tells the queue that an item taken earlier is fully processed. Every
  * put counts one unfinished item; join returns when none is left. 0,
@@ -263,11 +264,14 @@ WEFT_API int weft_queue_task_done(weft_queue *q);
  * WEFT_ELOOP. */
 WEFT_API int weft_queue_join(weft_queue *q);
 /* Python 3.13's Queue.shutdown. From now on put fails with -ESHUTDOWN
- * and blocked putters wake with it. Graceful (immediate false): get
- * returns the items left, then -ESHUTDOWN; blocked getters (the queue is
- * empty then) wake with -ESHUTDOWN. Immediate: the items left are dropped
- * and counted as done (so join can return), and every blocked getter and
- * putter wakes with -ESHUTDOWN. Calling it again is allowed (e.g. graceful
+ * (refused) and blocked putters wake with it. Graceful (immediate
+ * false): get returns the items left, then WEFT_EEND (the end, as for a
+ * channel whose senders closed); blocked getters (the queue is empty
+ * then) wake with WEFT_EEND. Immediate: the items left are dropped and
+ * counted as done (so join can return), blocked getters wake with
+ * WEFT_EEND and blocked putters with -ESHUTDOWN. asyncio raises
+ * QueueShutDown on both sides; weft gives the consumer the one end code
+ * every consumer loop tests (weft.h, "End of items"). Calling it again is allowed (e.g. graceful
  * then immediate). Not a checkpoint. 0, -EIDRM, -EINVAL, WEFT_ELOOP. */
 WEFT_API int weft_queue_shutdown(weft_queue *q, bool immediate);
 /* Items in the queue (0 for NULL). */
@@ -288,7 +292,7 @@ WEFT_API bool weft_queue_full(const weft_queue *q);
  * (weft_chan_rx), each owned by whoever holds it and closed exactly once.
  * Clone a handle to give each producer or consumer its own. When every
  * send handle is closed, receivers get what is buffered, then
- * WEFT_EENDOFCHANNEL. When every receive handle is closed, the buffer is
+ * WEFT_EEND. When every receive handle is closed, the buffer is
  * dropped and sends fail at once with -EPIPE. The channel is freed with
  * its last handle. The common rules apply with "close" for "free": a
  * task blocked on a handle that another task closes wakes with -EBADF. */
@@ -299,13 +303,21 @@ typedef struct weft_chan_rx weft_chan_rx;
  * item), WEFT_CHAN_UNBOUNDED for a buffer that grows without limit. */
 #define WEFT_CHAN_UNBOUNDED SIZE_MAX
 
-/* Opens a channel: *tx and *rx receive its first two handles. 0,
- * -EINVAL (tx or rx NULL, elem_size 0), -EOVERFLOW (capacity *
- * elem_size overflows), -ENOMEM. Any thread, no loop needed. */
-WEFT_API int weft_chan_open(size_t capacity, size_t elem_size,
-                            weft_chan_tx **tx, weft_chan_rx **rx);
+/* The first two handles of a new channel, owned by the caller (each
+ * closed once, with weft_chan_tx_close / weft_chan_rx_close). */
+typedef struct weft_chan_ends {
+  weft_chan_tx *tx;
+  weft_chan_rx *rx;
+} weft_chan_ends;
+
+/* Opens a channel and returns its first send and receive handles, or
+ * both NULL with errno EINVAL (elem_size 0), EOVERFLOW (capacity *
+ * elem_size overflows), ENOMEM. Any thread, no loop needed.
+ *   weft_chan_ends ch = weft_chan_open(16, sizeof(int));
+ *   if (!ch.tx) return -errno;                                      */
+WEFT_API weft_chan_ends weft_chan_open(size_t capacity, size_t elem_size);
 /* Another send handle on tx's channel, to be closed on its own. NULL
- * with errno EINVAL, ENOMEM, -WEFT_ELOOP (positive). */
+ * with errno EINVAL, ENOMEM, EXDEV (tx belongs to another loop). */
 WEFT_API weft_chan_tx *weft_chan_tx_clone(weft_chan_tx *tx);
 /* Another receive handle on rx's channel. */
 WEFT_API weft_chan_rx *weft_chan_rx_clone(weft_chan_rx *rx);
@@ -323,7 +335,7 @@ WEFT_API int weft_chan_rx_close(weft_chan_rx *rx);
 WEFT_API int weft_chan_send(weft_chan_tx *tx, const void *item);
 /* Moves the next item into *out, waiting while there is none. An item
  * handed to a waiting receiver is its own, even if it is cancelled before
- * it runs. 0, WEFT_EENDOFCHANNEL, -EBADF (rx closed while waiting),
+ * it runs. 0, WEFT_EEND, -EBADF (rx closed while waiting),
  * -ECANCELED, -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_chan_recv(weft_chan_rx *rx, void *out);
 /* send without waiting: -EAGAIN if it would wait. Not a checkpoint;

@@ -34,8 +34,9 @@ static const char *weft_text(int e) {
     W(WEFT_ENOTSTARTED, "the task returned without calling weft_started");
     W(WEFT_EINCOMPLETE, "the stream ended before the read completed");
     W(WEFT_ELIMIT, "the read went over the buffer limit");
-    W(WEFT_EENDOFCHANNEL, "end of channel: every sender has closed and "
-                          "nothing is left");
+    W(WEFT_EEND, "the end: no item will ever come (every sender of the "
+                 "channel closed, the queue shut down, every task returned) "
+                 "and nothing is left");
     /* the model: cancellation, deadlines, waiting */
     E(ECANCELED, "cancelled (a cancel scope around the call was cancelled)");
     E(ETIMEDOUT, "a deadline passed (of a cancel scope or of the call; or a "
@@ -47,27 +48,29 @@ static const char *weft_text(int e) {
     E(EAGAIN, "not ready: a call that does not wait would have had to "
               "(try_*, a future not done yet), or no thread can start now");
     E(EALREADY, "too late: the scope's deadline has already fired");
-    E(ECHILD, "no more tasks: every task has been returned (or no such "
-              "child process)");
+    E(ECHILD, "no such child process (already waited for)");
     E(ESRCH, "no such task: the handle was already joined or detached");
     /* objects and their life cycle */
     E(EIDRM, "the object was freed (before the call, or while the task "
              "waited on it)");
     E(EOWNERDEAD, "the lock is broken: a task returned while holding it");
-    E(ESHUTDOWN, "shut down: the queue, executor or loop takes no more work");
-    E(EPIPE, "the other end is closed (the channel's receivers, the "
-             "connection's peer), or the barrier is broken or the group "
-             "closed");
+    E(ESHUTDOWN, "shut down: the queue, executor, group or loop takes no "
+                 "more work");
+    E(EPIPE, "nobody is left to take it: the channel's receivers or the "
+             "connection's peer are gone, the barrier is broken, or the "
+             "group is closed");
     E(EOVERFLOW, "count out of range: task_done called more often than "
                  "put, a bounded semaphore released past its bound, or a "
                  "size overflows");
-    E(EPERM, "not allowed: the caller does not hold the lock, or the fd "
-             "cannot be polled (a regular file)");
+    E(EPERM, "not allowed: the caller does not hold the lock, the fd "
+             "cannot be polled (a regular file), or (as errno from a "
+             "constructor) no task or loop runs on this thread");
+    E(EXDEV, "(as errno from a constructor) the object belongs to another "
+             "loop or thread");
     E(EINVAL, "invalid argument (NULL, out of range, or not valid for "
               "this object or caller)");
     E(ERANGE, "index out of range");
-    E(EEXIST, "already there: another task waits for that event on the fd, "
-              "or the file exists");
+    E(EEXIST, "already there: the file exists");
     E(ENOENT, "not found: no such file, or no such registered entry");
     E(ENOSPC, "no room left: a fixed-size table is full, or the disk is");
     /* resources */

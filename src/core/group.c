@@ -66,10 +66,7 @@ static void add_error(weft_group *g, const char *name, int code, char *msg) {
 
 weft_group *weft_group_open(void) {
   weft_task *t = weft__cur();
-  if (!t) {
-    errno = -weft__misuse(__func__, WEFT_ENOTASK);
-    return NULL;
-  }
+  if (!t) return weft__null_errno(weft__misuse(__func__, WEFT_ENOTASK));
   weft_loop *L = t->loop;
   weft_group *g = L->groups_free_head, *all;
   if (g) {
@@ -134,10 +131,7 @@ weft_task *weft_group_spawn(weft_group *g, weft_fn fn, void *arg,
   weft_loop *L = weft__tls_loop;
   int rc = check_group(L, g);
   if (!rc) rc = check_spawn(g, fn);
-  if (rc) {
-    errno = -rc;
-    return NULL;
-  }
+  if (rc) return weft__null_errno(rc);
   weft_task *t = child_new(L, g, fn, arg, opts);
   if (!t) return NULL;
   t->parent_scope = &g->sc; /* linked there when it first runs */

@@ -469,6 +469,15 @@ extern const weft_instrument weft__debug_instrument WEFT__HIDDEN;
  *   if (!t) return weft__misuse(__func__, WEFT_ENOTASK);                 */
 WEFT__HIDDEN int weft__misuse(const char *func, int code);
 
+/* For a constructor that fails with `code`: sets errno to a value the
+ * C library names (weft's own codes have none): WEFT_ENOTASK becomes
+ * EPERM, WEFT_ELOOP EXDEV, a negative errno its positive value. Returns
+ * NULL, so that it reads `return weft__null_errno(rc);`. */
+static inline void *weft__null_errno(int code) {
+  errno = code == WEFT_ENOTASK ? EPERM : code == WEFT_ELOOP ? EXDEV : -code;
+  return NULL;
+}
+
 /* Instrument dispatch. */
 #define WEFT__INSTR(L, hook, ...)                                   \
   do {                                                              \

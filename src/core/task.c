@@ -197,10 +197,7 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
 
 weft_task *weft_spawn(weft_fn fn, void *arg, const weft_spawn_opts *opts) {
   weft_loop *L = weft__tls_loop;
-  if (!L) {
-    errno = -weft__misuse(__func__, WEFT_ENOTASK);
-    return NULL;
-  }
+  if (!L) return weft__null_errno(weft__misuse(__func__, WEFT_ENOTASK));
   if (!fn) {
     errno = EINVAL;
     return NULL;

@@ -51,11 +51,17 @@ static handle *handle_new(weft__chan *ch, uint32_t magic) {
   return hd;
 }
 
-int weft_chan_open(size_t capacity, size_t elem_size, weft_chan_tx **tx,
-                   weft_chan_rx **rx) {
-  if (!tx || !rx || !elem_size) return -EINVAL;
+weft_chan_ends weft_chan_open(size_t capacity, size_t elem_size) {
+  weft_chan_ends ends = {NULL, NULL};
+  if (!elem_size) {
+    errno = EINVAL;
+    return ends;
+  }
   weft__chan *ch = calloc(1, sizeof *ch);
-  if (!ch) return -ENOMEM;
+  if (!ch) {
+    errno = ENOMEM;
+    return ends;
+  }
   sobj_init(&ch->h, SO_CHAN, NULL);
   int rc = weft__ring_init(&ch->r, elem_size, capacity, FIRST_SLOTS);
   if (rc) goto fail;
@@ -66,13 +72,14 @@ int weft_chan_open(size_t capacity, size_t elem_size, weft_chan_tx **tx,
     rc = -ENOMEM;
     goto fail;
   }
-  *tx = (weft_chan_tx *)t;
-  *rx = (weft_chan_rx *)r;
-  return 0;
+  ends.tx = (weft_chan_tx *)t;
+  ends.rx = (weft_chan_rx *)r;
+  return ends;
 fail:
   weft__ring_destroy(&ch->r);
   free(ch);
-  return rc;
+  errno = -rc;
+  return ends;
 }
 
 /* The handle's channel after the checks common to every call, or NULL
@@ -91,10 +98,7 @@ static void *clone_handle(void *p, uint32_t magic, const char *fn) {
   int rc;
   weft__chan *ch = handle_chan(p, magic, &rc);
   if (ch) rc = sobj_check(&ch->h, SO_CHAN, weft__tls_loop, fn);
-  if (rc) {
-    errno = -rc;
-    return NULL;
-  }
+  if (rc) return weft__null_errno(rc);
   return handle_new(ch, magic);
 }
 
@@ -126,7 +130,7 @@ static int close_handle(void *p, uint32_t magic, const char *fn) {
   if (ch->h.loop && L && ch->h.loop != L) return weft__misuse(fn, WEFT_ELOOP);
   if (magic == SO_CHAN_TX) {
     wake_handle(&ch->senders, hd, -EBADF);
-    if (--ch->ntx == 0) wl_wake_all(&ch->receivers, WEFT_EENDOFCHANNEL);
+    if (--ch->ntx == 0) wl_wake_all(&ch->receivers, WEFT_EEND);
   } else {
     wake_handle(&ch->receivers, hd, -EBADF);
     if (--ch->nrx == 0) {
@@ -168,7 +172,7 @@ static inline int offer(weft__chan *ch, const void *item) {
   return 0;
 }
 
-/* Receives without waiting: 0, -EAGAIN, WEFT_EENDOFCHANNEL. */
+/* Receives without waiting: 0, -EAGAIN, WEFT_EEND. */
 static inline int take(weft__chan *ch, void *out) {
   weft__waiter *w = ch->senders.head;
   if (weft__likely(ch->r.count)) {
@@ -186,7 +190,7 @@ static inline int take(weft__chan *ch, void *out) {
     weft__wake(w->task, 0);
     return 0;
   }
-  return ch->ntx ? -EAGAIN : WEFT_EENDOFCHANNEL;
+  return ch->ntx ? -EAGAIN : WEFT_EEND;
 }
 
 int weft_chan_send(weft_chan_tx *tx, const void *item) {

@@ -71,8 +71,7 @@ static weft_queue *queue_new(size_t cap, size_t elem, int kind,
 fail:
   weft__ring_destroy(&q->r);
   free(q);
-  errno = -rc;
-  return NULL;
+  return weft__null_errno(rc);
 }
 
 weft_queue *weft_queue_new(size_t capacity, size_t elem_size) {
@@ -200,10 +199,10 @@ static inline int offer(weft_queue *q, const void *item) {
   return 0;
 }
 
-/* Gets without waiting: 0, -EAGAIN (empty), -ESHUTDOWN (shut down and
+/* Gets without waiting: 0, -EAGAIN (empty), WEFT_EEND (shut down and
  * empty). */
 static inline int take(weft_queue *q, void *out) {
-  if (weft__unlikely(!q->r.count)) return q->shut ? -ESHUTDOWN : -EAGAIN;
+  if (weft__unlikely(!q->r.count)) return q->shut ? WEFT_EEND : -EAGAIN;
   store_pop(q, out);
   weft__waiter *w = q->putters.head;
   if (w) { /* the queue was full: the first putter's item moves in */
@@ -278,8 +277,8 @@ int weft_queue_shutdown(weft_queue *q, bool immediate) {
     ring_clear(&q->r);
     if (!q->unfinished) wl_wake_all(&q->joiners, 0);
   }
-  /* Getters wait only on an empty queue, so they fail in both modes. */
-  wl_wake_all(&q->getters, -ESHUTDOWN);
+  /* Getters wait only on an empty queue: the end for them in both modes. */
+  wl_wake_all(&q->getters, WEFT_EEND);
   wl_wake_all(&q->putters, -ESHUTDOWN);
   return 0;
 }

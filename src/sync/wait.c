@@ -222,7 +222,7 @@ static int ac_init(weft_as_completed *pit, weft_task *const *tasks, size_t n,
     int rc = weft__task_check_joinable(L, cur, tasks[i], func);
     if (rc) return rc;
   }
-  /* n == 0: no core, and next() says -ECHILD at once. */
+  /* n == 0: no core, and next() says WEFT_EEND at once. */
   if (n && !(it->core = ac_new(L, tasks, n))) return -ENOMEM;
   it->deadline = deadline;
   it->magic = AC_MAGIC;
@@ -256,7 +256,7 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
   *task = NULL;
   if (weft__unlikely(!cur)) return weft__misuse(__func__, WEFT_ENOTASK);
   ac_core *c = it->core;
-  if (!c) return -ECHILD;
+  if (!c) return WEFT_EEND;
   if (c->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
   if (c->waiter) return -EBUSY; /* another task is waiting in next() */
   if (weft__checkpoint(cur)) return -ECANCELED;

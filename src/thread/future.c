@@ -373,8 +373,7 @@ weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg) {
   if (rc) {
     weft_loop_unref(loop);
     future_recycle(f);
-    errno = -rc;
-    return NULL;
+    return weft__null_errno(rc);
   }
   return f;
 }
