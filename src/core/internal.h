@@ -226,7 +226,7 @@ struct weft_loop {
   size_t nfd_waiters;     /* tasks blocked in weft_wait_fd */
   atomic_int wake_pending; /* the poller's wake was called, not yet seen */
   int64_t now;            /* clock at the last loop turn */
-  /* Fast clock for relative deadlines (see weft__fast_now in loop.c). */
+  /* Fast clock for relative deadlines (weft__fast_now below; clock.c). */
   bool tsc_usable;
   uint64_t tsc_mult;      /* ns per TSC tick, 32.32 fixed point; 0: not yet */
   int64_t cal_ns;         /* calibration start */
@@ -599,9 +599,9 @@ static inline uint64_t weft__tsc(void) {
   return 0;
 #endif
 }
-/* Reads CLOCK_MONOTONIC and feeds the fast clock's calibration (loop.c). */
+/* Reads CLOCK_MONOTONIC and feeds the fast clock's calibration (clock.c). */
 WEFT__HIDDEN int64_t weft__clock_sample(weft_loop *L);
-/* A cheap clock for relative deadlines: see loop.c. */
+/* A cheap clock for relative deadlines: see clock.c. */
 static inline int64_t weft__fast_now(weft_loop *L) {
   if (weft__likely(L->tsc_mult)) {
     uint64_t d = weft__tsc() - L->anchor_tsc;
