@@ -590,5 +590,6 @@ WEFT_API void weft_errors_free(weft_errors *e);
 #include "weft/sync.h"
 #include "weft/combine.h"
 #include "weft/thread.h"
+#include "weft/io.h"
 
 #endif /* WEFT_H */

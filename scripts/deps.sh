@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those missing.
 #   scripts/deps.sh [base] [cross] [valgrind] ...
-# base:     libcriterion-dev pkg-config       (make demo/test/asan/tsan/consumer)
+# base:     libcriterion-dev pkg-config, and the peers the I/O tests talk
+#           to: curl socat nc (netcat-openbsd) wrk python3
+#                                             (make demo/test/asan/tsan/consumer)
+# fuzz:     clang (libFuzzer)                 (make fuzz)
 # cross:    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user   (make aarch64)
 # valgrind: valgrind                          (make valgrind)
 # Checks with dpkg -s; runs apt-get update only when something is missing;
@@ -16,7 +19,9 @@ for group in "${@:-base}"; do
   case "$group" in
     # package[:command]: a package whose command is already on PATH (from
     # another package, e.g. pkgconf for pkg-config) counts as installed.
-    base) want+=(libcriterion-dev pkg-config:pkg-config) ;;
+    base) want+=(libcriterion-dev pkg-config:pkg-config curl:curl socat:socat
+                 netcat-openbsd:nc wrk:wrk python3:python3) ;;
+    fuzz) want+=(clang:clang) ;;
     cross) want+=(gcc-aarch64-linux-gnu:aarch64-linux-gnu-gcc libc6-dev-arm64-cross
                   qemu-user:qemu-aarch64) ;;
     valgrind) want+=(valgrind:valgrind) ;;

@@ -1,0 +1,2 @@
+/* src/io/addr.c: being written. */
+#include "io/internal.h"

@@ -1,0 +1,2 @@
+/* src/io/server.c: being written. */
+#include "io/internal.h"

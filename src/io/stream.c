@@ -1,0 +1,2 @@
+/* src/io/stream.c: being written. */
+#include "io/internal.h"

@@ -1,0 +1,2 @@
+/* src/io/tcp.c: being written. */
+#include "io/internal.h"

@@ -1,0 +1,2 @@
+/* src/io/udp.c: being written. */
+#include "io/internal.h"
