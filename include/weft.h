@@ -157,6 +157,12 @@ typedef struct weft_config {
   /* Optional instrument installed for the loop's lifetime. */
   const weft_instrument *instrument;
   void *instrument_arg;
+  /* Before the loop sleeps while tasks wait on fds, it polls without
+   * blocking for up to this many ns, so that an answer arriving within
+   * that time is taken without the cost of waking a sleeping thread (tens
+   * of µs on a VM). A loop kept busy never spins; an idle one gives the
+   * CPU up after this long. 0: 50 µs; < 0: never spin. */
+  int64_t poll_spin;
 } weft_config;
 
 /* Fills *cfg with the defaults. */

@@ -381,3 +381,104 @@ Test(fd, many_fds, .timeout = 10) {
     cr_assert_eq(s.order[i], NPIPES - 1 - i);
   }
 }
+
+/* ---- the bounded spin before the loop sleeps (weft_config.poll_spin) ---- */
+
+#include <pthread.h>
+
+typedef struct {
+  int p[2];
+  int64_t sleep_took;
+  int64_t cpu_ns;
+  int rc;
+} spin_state;
+
+static int64_t cpu_now(void) { /* CPU time of the calling thread */
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int never_ready(void *arg) {
+  spin_state *s = arg;
+  return weft_wait_fd(s->p[0], WEFT_READABLE); /* cancelled at the end */
+}
+
+static int spin_timer_main(void *arg) {
+  spin_state *s = arg;
+  cr_assert_eq(pipe(s->p), 0);
+  weft_task *w = weft_spawn(never_ready, s, NULL);
+  weft_yield(); /* w waits on the fd: the loop would spin before sleeping */
+  int64_t t0 = weft_now();
+  weft_sleep(WEFT_MS(10));
+  s->sleep_took = weft_now() - t0;
+  weft_cancel(w);
+  s->rc = weft_join(w);
+  close(s->p[0]);
+  close(s->p[1]);
+  return 0;
+}
+
+/* A spin longer than the next timer is cut at the timer: a 10 ms sleep
+ * with a 10 s spin configured takes about 10 ms, not 10 s. */
+Test(fd, spin_bounded_by_timers, .timeout = 10) {
+  spin_state s = {0};
+  weft_config cfg;
+  weft_config_init(&cfg);
+  cfg.poll_spin = WEFT_SEC(10);
+  cr_assert_eq(weft_run_with(&cfg, spin_timer_main, &s), 0);
+  cr_assert_geq(s.sleep_took, WEFT_MS(10));
+  cr_assert_lt(s.sleep_took, WEFT_MS(10) + T_SLACK, "%lld", (long long)s.sleep_took);
+  cr_assert_eq(s.rc, -ECANCELED);
+}
+
+static void *late_writer(void *arg) {
+  spin_state *s = arg;
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  return write(s->p[1], "x", 1) == 1 ? NULL : (void *)1;
+}
+
+static int idle_main(void *arg) {
+  spin_state *s = arg;
+  cr_assert_eq(pipe(s->p), 0);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, late_writer, s), 0);
+  int64_t c0 = cpu_now();
+  s->rc = weft_wait_fd(s->p[0], WEFT_READABLE);
+  s->cpu_ns = cpu_now() - c0;
+  pthread_join(th, NULL);
+  close(s->p[0]);
+  close(s->p[1]);
+  return 0;
+}
+
+/* With the default spin, a loop idle for 300 ms gives the CPU up: its
+ * thread uses a few ms of CPU at most, and the wait still completes when
+ * the fd becomes ready (from another thread). */
+Test(fd, idle_loop_sleeps, .timeout = 10) {
+  spin_state s = {0};
+  cr_assert_eq(weft_run(idle_main, &s), 0);
+  cr_assert_eq(s.rc, WEFT_READABLE);
+  cr_assert_lt(s.cpu_ns, WEFT_MS(60), "cpu %lld ns", (long long)s.cpu_ns);
+}
+
+static int nospin_main(void *arg) {
+  spin_state *s = arg;
+  cr_assert_eq(pipe(s->p), 0);
+  cr_assert_eq(write(s->p[1], "y", 1), 1);
+  s->rc = weft_wait_fd(s->p[0], WEFT_READABLE);
+  close(s->p[0]);
+  close(s->p[1]);
+  return 0;
+}
+
+/* poll_spin < 0 turns the spin off; waits work the same. */
+Test(fd, spin_off, .timeout = 10) {
+  spin_state s = {0};
+  weft_config cfg;
+  weft_config_init(&cfg);
+  cfg.poll_spin = -1;
+  cr_assert_eq(weft_run_with(&cfg, nospin_main, &s), 0);
+  cr_assert_eq(s.rc, WEFT_READABLE);
+}

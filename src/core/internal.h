@@ -248,6 +248,7 @@ struct weft_loop {
   int ninstr;
   instr_slot instr[WEFT__MAX_INSTR];
   bool debug;
+  int64_t spin_ns;        /* weft_config.poll_spin: 0 never */
   bool stopping;          /* root finished: cancel and reap the rest */
   int64_t debug_max_step;
   size_t debug_hw_max;

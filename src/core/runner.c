@@ -36,6 +36,7 @@ static weft_loop *loop_new(const weft_config *cfg) {
   weft_loop *L = calloc(1, sizeof *L);
   if (!L) return NULL;
   L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
+  L->spin_ns = cfg->poll_spin < 0 ? 0 : cfg->poll_spin ? cfg->poll_spin : WEFT_US(50);
   weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
                     cfg->guard_pages != 0, L->debug);
   int err;
