@@ -56,8 +56,7 @@ extern "C" {
 #define WEFT_ELOOP (-10003)       /* object belongs to another loop/thread */
 #define WEFT_ENOTSTARTED (-10004) /* child of weft_group_start returned
                                      without calling weft_started() */
-/* Reserved for the stream reads of the io layer (being built; nothing
- * returns these two yet): */
+/* The stream reads of weft/io.h: */
 #define WEFT_EINCOMPLETE (-10005) /* stream ended before the read completed */
 #define WEFT_ELIMIT (-10006)      /* a read went over the buffer limit */
 #define WEFT_EEND (-10007)        /* the end: no item will ever come (see

@@ -67,7 +67,9 @@ WEFT_API int weft_addr_format(const struct sockaddr *addr, socklen_t len,
  * or Unix socket, a pipe, a tty). Reads are buffered (readline and
  * readuntil need to look ahead); writes go straight to the fd while it
  * takes them, and what it does not take is kept in a write buffer that
- * weft_stream_drain, _write_eof and _close flush. Both buffers are
+ * weft_stream_drain, _write_eof and _close flush (and the next write, and
+ * a read while it waits for data: a buffered reply never stalls a
+ * request-response exchange). Both buffers are
  * allocated when needed and given back when empty: an idle stream costs a
  * small record, no buffer. */
 typedef struct weft_stream weft_stream;
@@ -129,14 +131,17 @@ typedef struct weft_bytes {
 } weft_bytes;
 
 /* readuntil with several separators (asyncio 3.13's tuple): the shortest
- * result that ends with any of them. -EINVAL also for nseps 0 or an empty
+ * result that ends with any of them. WEFT_ELIMIT when more than `limit`
+ * bytes come before that separator, or none is in the first limit +
+ * (longest seplen) bytes. -EINVAL also for nseps 0 or an empty
  * separator. */
 WEFT_API ssize_t weft_stream_readuntil_any(weft_stream *s,
                                            const weft_bytes *seps,
                                            size_t nseps, const char **data);
 
 /* asyncio readline: readuntil "\n", except that at the end of the stream
- * it returns what is left without a newline (0: nothing left). */
+ * it returns what is left without a newline (0: nothing left; *data is
+ * then ""). */
 WEFT_API ssize_t weft_stream_readline(weft_stream *s, const char **data);
 
 /* asyncio at_eof: true when the peer has ended the stream and every byte
@@ -153,7 +158,9 @@ WEFT_API size_t weft_stream_read_buffered(const weft_stream *s);
  * weft_stream_drain to wait for room. 0, -EPIPE / -ECONNRESET (the peer
  * has gone; also every write after that), -ESHUTDOWN (after write_eof),
  * -EBADF (closed), -ENOMEM (the buffer could not grow; nothing of data
- * was taken), -EINVAL, WEFT_ELOOP. */
+ * was taken -- unless the fd had already taken part of it: then the
+ * stream cannot go on, and every later write returns -ENOMEM too),
+ * -EINVAL, WEFT_ELOOP. Callable from a task or the loop's thread. */
 WEFT_API int weft_stream_write(weft_stream *s, const void *data, size_t n);
 /* write of several pieces, in order (asyncio writelines), one writev(2)
  * when the buffer is empty. iovcnt 0..IOV_MAX. Same codes. */
@@ -191,15 +198,19 @@ WEFT_API int weft_stream_write_eof(weft_stream *s);
  * even when it returns an error. 0 when every buffered byte was sent;
  * otherwise the bytes left are dropped and it returns -ECANCELED (a scope
  * cut the flush short), -ETIMEDOUT (weft_stream_close_until's deadline),
- * or the write error. -EINVAL (NULL), WEFT_ELOOP (s is not freed then).
- * Outside a task it flushes only what the fd takes at once. */
+ * or the write error, or -EBADF (another task aborted s during the
+ * flush; a second close meanwhile returns -EBADF and does nothing).
+ * -EINVAL (NULL), WEFT_ELOOP (s is not freed then).
+ * Outside a task (on the loop's thread) it flushes only what the fd takes
+ * at once, and returns -EAGAIN if bytes were left. */
 WEFT_API int weft_stream_close(weft_stream *s);
 /* close with a deadline for the flush. */
 WEFT_API int weft_stream_close_until(weft_stream *s, int64_t deadline);
 
 /* Closes at once, dropping buffered bytes; a TCP peer gets a reset (RST)
  * rather than an orderly end. Frees s. Tasks waiting on s wake with
- * -EBADF. 0, -EINVAL, WEFT_ELOOP. */
+ * -EBADF (as with weft_stream_close); s is gone by then, so a call that
+ * returned -EBADF must not touch s again. 0, -EINVAL, WEFT_ELOOP. */
 WEFT_API int weft_stream_abort(weft_stream *s);
 
 /* getpeername / getsockname of the stream's socket into *addr (*len in:
