@@ -47,7 +47,8 @@ extern "C" {
  * failure: EAI_AGAIN), -EAFNOSUPPORT (EAI_FAMILY, EAI_ADDRFAMILY),
  * -EINVAL (res NULL, both host and service NULL, EAI_SERVICE,
  * EAI_SOCKTYPE, EAI_BADFLAGS), -ENOMEM, -EIO (any other failure),
- * -ECANCELED, WEFT_ENOTASK. A numeric host resolves without the pool. */
+ * -ECANCELED, WEFT_ENOTASK. A numeric host resolves without the pool;
+ * "invalid" and names under it fail at once with -ENXIO (RFC 6761). */
 WEFT_API int weft_getaddrinfo(const char *host, const char *service,
                               const struct addrinfo *hints,
                               struct addrinfo **res);
@@ -290,8 +291,9 @@ typedef struct weft_listen_opts {
   bool nagle;      /* as weft_connect_opts, for accepted connections */
   int keepalive;
   size_t stack_size; /* handler tasks' stack; 0: the loop's default */
-  /* A handler returned < 0: called on the loop's thread with the peer's
-   * address as text, the code and the message of weft_fail (or NULL).
+  /* A handler returned < 0 (other than -ECANCELED): called on the
+   * loop's thread, in the handler's task, with the peer's address as
+   * text, the code, the message of weft_fail (or NULL) and serve's arg.
    * NULL: one line on stderr. */
   void (*on_error)(weft_server *srv, const char *peer, int code,
                    const char *msg, void *arg);
@@ -326,8 +328,9 @@ WEFT_API int weft_server_addr(const weft_server *srv,
  * the starter can read the port. Out of fds (EMFILE, ENFILE) it keeps
  * serving the connections it has, backs off (10 ms, doubling to 1 s) and
  * accepts again when fds are free. Returns after the handlers have all
- * returned: 0 (stopped), -ECANCELED, -EBUSY (already serving), -EINVAL,
- * WEFT_ENOTASK, WEFT_ELOOP. */
+ * returned: 0 (stopped), -ECANCELED, -EBUSY (already serving), -ENOMEM
+ * (a handler's task could not get a stack: that fails the server's group,
+ * so serving stops), -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg);
 
 /* Stops accepting (the listening socket is closed); serve returns once
@@ -335,10 +338,13 @@ WEFT_API int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg);
  * any task of the loop. 0, -EINVAL, WEFT_ELOOP. */
 WEFT_API int weft_server_stop(weft_server *srv);
 /* Graceful shutdown: stop, then wait until the handlers have returned or
- * `deadline` passes, then cancel those left and wait for them. Called
- * from a task other than serve's. 0 (all returned in time), -ETIMEDOUT
- * (some were cancelled), -ECANCELED (the caller was; the handlers are
- * cancelled), -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
+ * `deadline` passes, then cancel those left and wait for them; returns
+ * once serve has returned (so weft_server_close may follow). Called
+ * from a task other than serve's and its handlers'. 0 (all returned in
+ * time), -ETIMEDOUT (some were cancelled), -ECANCELED (the caller was;
+ * the handlers are cancelled), -EDEADLK (called from serve's task or a
+ * handler: use weft_server_stop there), -EBUSY (another shutdown of srv
+ * is waiting), -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_server_shutdown(weft_server *srv, int64_t deadline);
 /* Connections being handled now. */
 WEFT_API size_t weft_server_connections(const weft_server *srv);

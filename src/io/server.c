@@ -1,2 +1,464 @@
-/* src/io/server.c: being written. */
-#include "io/internal.h"
+/*
+ * Servers (include/weft/io.h): asyncio's start_server / serve_forever.
+ *
+ * weft_server_serve opens a group whose body is the accept loop; every
+ * connection runs in a child task of that group, named after the peer.
+ * The task holds the connection's stream (weft__stream_hold) while the
+ * handler runs and releases it after, and it always returns 0: a
+ * handler's failure is reported (on_error, or a line on stderr) and the
+ * server goes on, instead of failing the group. Cancelling serve's
+ * caller cancels the group, so the handlers too.
+ *
+ * Stopping closes the listening socket with weft_fd_close, which wakes
+ * the accept loop's weft_wait_fd with -EBADF (and a back-off sleep is
+ * cut short through its scope); serve then waits in weft_group_close
+ * for the handlers. weft_server_shutdown waits for serve to return: it
+ * parks (core's park/wake, with its deadline as a private scope:
+ * weft__park_until) and the end of serve wakes it. At the deadline it
+ * cancels the group and waits again, this time without a deadline.
+ */
+#define _GNU_SOURCE /* accept4, SOCK_NONBLOCK */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/sock.h"
+
+#define BACKOFF_MIN WEFT_MS(10)
+#define BACKOFF_MAX WEFT_SEC(1)
+#define ACCEPT_BATCH 128 /* accepts in a row before letting others run */
+
+struct weft_server {
+  weft_loop *loop;
+  int fd;            /* listening socket, -1 once stopped */
+  int family;
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  char *path;        /* a Unix socket's file, removed by close */
+  dev_t path_dev;    /* ... if it is still the one bind made */
+  ino_t path_ino;
+  char name[128];    /* the bound address, as text (messages) */
+  weft_listen_opts opts;
+  weft_conn_fn fn;
+  void *arg;
+  bool serving;
+  bool stopping;
+  weft_group *g;     /* while serving */
+  weft_task *serve_task;
+  weft_scope *backoff; /* the accept loop's back-off sleep, or NULL */
+  weft_task *waiter; /* parked in weft_server_shutdown */
+  size_t nconn;
+  struct conn *unstarted; /* spawned handlers that have not run yet */
+};
+
+typedef struct conn {
+  weft_server *srv;
+  weft_stream *s;
+  struct conn **pprev, *next; /* in srv->unstarted until it runs */
+  char peer[128];
+} conn;
+
+static void conn_unlink(conn *c) {
+  if (!c->pprev) return;
+  *c->pprev = c->next;
+  if (c->next) c->next->pprev = c->pprev;
+  c->pprev = NULL;
+}
+
+/* ---- making one --------------------------------------------------------- */
+
+static int check_loop(const weft_server *srv, const char *func) {
+  if (!srv) return -EINVAL;
+  if (srv->loop != weft__tls_loop) return weft__misuse(func, WEFT_ELOOP);
+  return 0;
+}
+
+/* bind + listen on a new socket of ai's family. The fd, or -errno. */
+static int listen_on(const struct sockaddr *sa, socklen_t len, int family,
+                     const weft_listen_opts *o, bool v6only) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1, rc = 0;
+  if (family != AF_UNIX) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (o->reuse_port &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+      rc = -errno;
+      goto fail;
+    }
+  }
+  if (family == AF_INET6) {
+    int v = v6only;
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v);
+  }
+  if (bind(fd, sa, len) < 0 ||
+      listen(fd, o->backlog > 0 ? o->backlog : SOMAXCONN) < 0) {
+    rc = -errno;
+    goto fail;
+  }
+  return fd;
+fail:
+  close(fd);
+  return rc;
+}
+
+static weft_server *server_new(int fd, int family, const weft_listen_opts *o) {
+  weft_server *srv = calloc(1, sizeof *srv);
+  if (!srv) {
+    close(fd);
+    return weft__null_errno(-ENOMEM);
+  }
+  srv->loop = weft__tls_loop;
+  srv->fd = fd;
+  srv->family = family;
+  if (o) srv->opts = *o;
+  srv->addrlen = sizeof srv->addr;
+  if (getsockname(fd, (struct sockaddr *)&srv->addr, &srv->addrlen) < 0)
+    srv->addrlen = 0;
+  if (weft_addr_format((struct sockaddr *)&srv->addr, srv->addrlen, srv->name,
+                       sizeof srv->name) < 0)
+    snprintf(srv->name, sizeof srv->name, "fd %d", fd);
+  return srv;
+}
+
+weft_server *weft_tcp_listen(const char *host, int port,
+                             const weft_listen_opts *opts) {
+  static const weft_listen_opts defaults = {0};
+  const weft_listen_opts *o = opts ? opts : &defaults;
+  if (port < 0 || port > 65535 || o->backlog < 0) return weft__null_errno(-EINVAL);
+  weft_task *cur = weft__cur();
+  if (!cur) return weft__null_errno(weft__misuse(__func__, WEFT_ENOTASK));
+  if (weft__checkpoint(cur)) return weft__null_errno(-ECANCELED);
+  int fd;
+  if (!host || !*host) {
+    /* Every address: "::" for both families where the system allows,
+     * else 0.0.0.0 (no IPv6, or v6 disabled). */
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6,
+                               .sin6_port = htons((uint16_t)port),
+                               .sin6_addr = IN6ADDR_ANY_INIT};
+    fd = listen_on((struct sockaddr *)&in6, sizeof in6, AF_INET6, o, o->v6_only);
+    if (fd >= 0) return server_new(fd, AF_INET6, o);
+    if (o->v6_only ||
+        (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL && fd != -EPROTONOSUPPORT))
+      return weft__null_errno(fd);
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    fd = listen_on((struct sockaddr *)&in, sizeof in, AF_INET, o, false);
+    if (fd < 0) return weft__null_errno(fd);
+    return server_new(fd, AF_INET, o);
+  }
+  struct addrinfo *list = NULL;
+  int rc = weft__resolve(host, port, AF_UNSPEC, SOCK_STREAM, AI_PASSIVE, &list);
+  if (rc) return weft__null_errno(rc);
+  /* The first address that binds (asyncio binds them all, one socket
+   * each; a weft_server has one socket). */
+  fd = -ENXIO;
+  int family = AF_UNSPEC;
+  for (const struct addrinfo *a = list; a; a = a->ai_next) {
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    fd = listen_on(a->ai_addr, a->ai_addrlen, a->ai_family, o, o->v6_only);
+    if (fd >= 0) {
+      family = a->ai_family;
+      break;
+    }
+  }
+  freeaddrinfo(list);
+  if (fd < 0) return weft__null_errno(fd);
+  return server_new(fd, family, o);
+}
+
+weft_server *weft_unix_listen(const char *path, const weft_listen_opts *opts) {
+  static const weft_listen_opts defaults = {0};
+  const weft_listen_opts *o = opts ? opts : &defaults;
+  struct sockaddr_un sun;
+  socklen_t len;
+  if (!path || o->backlog < 0) return weft__null_errno(-EINVAL);
+  int rc = weft__unix_addr(path, &sun, &len);
+  if (rc) return weft__null_errno(rc);
+  weft_task *cur = weft__cur();
+  if (!cur) return weft__null_errno(weft__misuse(__func__, WEFT_ENOTASK));
+  if (weft__checkpoint(cur)) return weft__null_errno(-ECANCELED);
+  bool abstract = path[0] == '@';
+  char *copy = NULL;
+  if (!abstract) {
+    struct stat st;
+    /* Replace a stale socket, never another kind of file. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) (void)unlink(path);
+    if (!(copy = strdup(path))) return weft__null_errno(-ENOMEM);
+  }
+  int fd = listen_on((struct sockaddr *)&sun, len, AF_UNIX, o, false);
+  if (fd < 0) {
+    free(copy);
+    return weft__null_errno(fd);
+  }
+  weft_server *srv = server_new(fd, AF_UNIX, o);
+  if (!srv) {
+    if (copy) (void)unlink(copy);
+    free(copy);
+    return weft__null_errno(-ENOMEM);
+  }
+  srv->path = copy;
+  struct stat st;
+  if (copy && lstat(copy, &st) == 0) {
+    srv->path_dev = st.st_dev;
+    srv->path_ino = st.st_ino;
+  }
+  if (abstract) /* getsockname gives the name back; keep it as given */
+    snprintf(srv->name, sizeof srv->name, "%s", path);
+  return srv;
+}
+
+/* ---- queries ----------------------------------------------------------- */
+
+int weft_server_port(const weft_server *srv) {
+  if (!srv) return -EINVAL;
+  if (srv->addr.ss_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)&srv->addr)->sin_port);
+  if (srv->addr.ss_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)&srv->addr)->sin6_port);
+  return 0;
+}
+
+int weft_server_addr(const weft_server *srv, struct sockaddr_storage *addr,
+                     socklen_t *len) {
+  if (!srv || !addr || !len) return -EINVAL;
+  socklen_t n = *len < srv->addrlen ? *len : srv->addrlen;
+  memcpy(addr, &srv->addr, n);
+  *len = srv->addrlen;
+  return 0;
+}
+
+size_t weft_server_connections(const weft_server *srv) {
+  return srv ? srv->nconn : 0;
+}
+
+/* ---- serving ----------------------------------------------------------- */
+
+static void report(weft_server *srv, const char *peer, int code, const char *msg) {
+  if (srv->opts.on_error) {
+    srv->opts.on_error(srv, peer, code, msg, srv->arg);
+    return;
+  }
+  (void)weft__fdprintf(2, "weft: server %s: connection %s: %s%s%s\n", srv->name,
+                       peer, weft_strerror(code), msg ? ": " : "",
+                       msg ? msg : "");
+}
+
+static int conn_main(void *arg) {
+  conn *c = arg;
+  weft_server *srv = c->srv;
+  conn_unlink(c);
+  int rc = srv->fn(c->s, srv->arg);
+  if (rc < 0 && rc != -ECANCELED)
+    report(srv, c->peer, rc, weft__task_msg(weft_current()));
+  (void)weft__stream_release(c->s);
+  srv->nconn--;
+  free(c);
+  return 0; /* the server goes on */
+}
+
+/* One accepted connection: a stream and a task. */
+static void start_conn(weft_server *srv, int fd, const struct sockaddr *peer,
+                       socklen_t plen) {
+  if (srv->family != AF_UNIX) weft__sock_tune(fd, srv->opts.nagle, srv->opts.keepalive);
+  conn *c = malloc(sizeof *c);
+  if (!c) {
+    weft_fd_close(fd);
+    return;
+  }
+  c->srv = srv;
+  if (weft_addr_format(peer, plen, c->peer, sizeof c->peer) < 0)
+    snprintf(c->peer, sizeof c->peer, "fd %d", fd);
+  c->s = weft_stream_open(fd, &srv->opts.stream); /* closes fd on failure */
+  if (!c->s) {
+    free(c);
+    return;
+  }
+  weft__stream_hold(c->s);
+  weft_spawn_opts so = {.name = c->peer, .stack_size = srv->opts.stack_size};
+  srv->nconn++;
+  c->next = srv->unstarted;
+  if (c->next) c->next->pprev = &c->next;
+  c->pprev = &srv->unstarted;
+  srv->unstarted = c;
+  if (!weft_group_spawn(srv->g, conn_main, c, &so)) {
+    conn_unlink(c);
+    srv->nconn--;
+    (void)weft__stream_release(c->s);
+    free(c);
+  }
+}
+
+/* After the group: handlers whose task never ran (it could not get a
+ * stack, which fails the group). Their connections are closed here. */
+static void drop_unstarted(weft_server *srv) {
+  conn *c;
+  while ((c = srv->unstarted)) {
+    conn_unlink(c);
+    report(srv, c->peer, -ENOMEM, "no memory for the handler's task");
+    (void)weft__stream_release(c->s);
+    srv->nconn--;
+    free(c);
+  }
+}
+
+static bool accept_fatal(int e) {
+  return e == EBADF || e == EINVAL || e == ENOTSOCK || e == EOPNOTSUPP;
+}
+
+static bool out_of_fds(int e) {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+/* The group's body: accepts until stopped or cancelled. */
+static void accept_loop(weft_server *srv) {
+  int64_t backoff = 0;
+  int batch = 0;
+  while (!srv->stopping && srv->fd >= 0) {
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    int fd = accept4(srv->fd, (struct sockaddr *)&peer, &plen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      backoff = 0;
+      start_conn(srv, fd, (struct sockaddr *)&peer, plen);
+      if (++batch >= ACCEPT_BATCH) { /* let the handlers run too */
+        batch = 0;
+        if (weft_yield() < 0) return;
+      }
+      continue;
+    }
+    int e = errno;
+    batch = 0;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      int rc = weft_wait_fd(srv->fd, WEFT_READABLE);
+      if (rc < 0 && rc != -EINTR) return; /* -EBADF: stopped; -ECANCELED */
+      continue;
+    }
+    if (out_of_fds(e)) {
+      /* Keep serving what we have; try again later, without spinning. */
+      backoff = backoff ? (backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2)
+                        : BACKOFF_MIN;
+      weft_scope nap;
+      weft_scope_open_after(&nap, backoff);
+      srv->backoff = &nap;
+      int rc = weft_sleep_until(WEFT_FOREVER);
+      srv->backoff = NULL;
+      weft_scope_close(&nap);
+      if (rc < 0 && weft_check_cancel()) return;
+      continue;
+    }
+    if (accept_fatal(e)) return;
+    /* ECONNABORTED, EPROTO, EPERM (firewall), ENETDOWN and the like: that
+     * connection is gone, the next one may be fine. */
+    if (weft_check_cancel()) return;
+  }
+}
+
+int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {
+  if (!srv || !fn) return -EINVAL;
+  int rc = check_loop(srv, __func__);
+  if (rc) return rc;
+  weft_task *cur = weft__cur();
+  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (srv->serving) return -EBUSY;
+  if (weft__checkpoint(cur)) return -ECANCELED;
+  srv->g = weft_group_open();
+  if (!srv->g) return -errno;
+  srv->serving = true;
+  srv->serve_task = cur;
+  srv->fn = fn;
+  srv->arg = arg;
+  (void)weft_started(srv); /* -EINVAL: not started with weft_group_start */
+  accept_loop(srv);
+  rc = weft_group_close(srv->g, NULL); /* waits for the handlers */
+  srv->g = NULL;
+  drop_unstarted(srv);
+  srv->serving = false;
+  srv->serve_task = NULL;
+  if (srv->waiter) {
+    weft_task *w = srv->waiter;
+    srv->waiter = NULL;
+    weft__wake(w, 0);
+  }
+  if (rc == -ECANCELED) return rc;
+  /* Handlers never fail the group, their tasks' start can: no stack. */
+  return rc == WEFT_EGROUP ? -ENOMEM : 0;
+}
+
+int weft_server_stop(weft_server *srv) {
+  int rc = check_loop(srv, __func__);
+  if (rc) return rc;
+  srv->stopping = true;
+  if (srv->fd >= 0) {
+    weft_fd_close(srv->fd); /* wakes the accept loop with -EBADF */
+    srv->fd = -1;
+  }
+  if (srv->backoff) weft_scope_cancel(srv->backoff);
+  return 0;
+}
+
+static void shutdown_unpark(weft_task *t) {
+  weft_server *srv = weft__body(t)->wait_on.layer;
+  srv->waiter = NULL;
+}
+
+/* Parks the caller until serve has returned: until deadline, or
+ * (expired NULL) uninterruptibly. */
+static int wait_served(weft_loop *L, weft_task *cur, weft_server *srv,
+                       int64_t deadline, bool *expired) {
+  srv->waiter = cur;
+  weft__body(cur)->wait_on.layer = srv;
+  int rc = expired ? weft__park_until(L, cur, shutdown_unpark, deadline, expired)
+                   : weft__park(L, cur, NULL);
+  weft__body(cur)->wait_on.layer = NULL;
+  return rc;
+}
+
+int weft_server_shutdown(weft_server *srv, int64_t deadline) {
+  int rc = check_loop(srv, __func__);
+  if (rc) return rc;
+  weft_loop *L = weft__tls_loop;
+  weft_task *cur = weft__cur();
+  if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
+  if (srv->waiter) return -EBUSY;
+  if (srv->serving && (cur == srv->serve_task || cur->group == srv->g))
+    return -EDEADLK; /* serve (or a handler) would wait for itself */
+  weft_server_stop(srv);
+  bool cancelled = false;
+  if (srv->serving) {
+    bool expired = false;
+    if (weft__checkpoint(cur))
+      cancelled = true;
+    else if (wait_served(L, cur, srv, deadline, &expired) == -ECANCELED && !expired)
+      cancelled = true;
+  }
+  if (!srv->serving) return cancelled ? -ECANCELED : 0;
+  /* The deadline passed, or the caller was cancelled: cancel what is
+   * left and wait for it, uninterruptibly (the handlers are cancelled and
+   * return promptly, as weft_group_close waits for cancelled children). */
+  weft_group_cancel(srv->g);
+  wait_served(L, cur, srv, WEFT_FOREVER, NULL);
+  return cancelled ? -ECANCELED : -ETIMEDOUT;
+}
+
+int weft_server_close(weft_server *srv) {
+  int rc = check_loop(srv, __func__);
+  if (rc) return rc;
+  if (srv->serving) return -EBUSY;
+  if (srv->fd >= 0) weft_fd_close(srv->fd);
+  if (srv->path) {
+    /* Not a file that replaced ours meanwhile (another server's). */
+    struct stat st;
+    if (lstat(srv->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == srv->path_dev && st.st_ino == srv->path_ino)
+      (void)unlink(srv->path);
+    free(srv->path);
+  }
+  free(srv);
+  return 0;
+}
