@@ -15,6 +15,9 @@
 #              MAX_FOREIGN=10: a run during which other processes used more
 #              than this % of a CPU is repeated (up to 2 more tries, after
 #              waiting up to 60 s for the machine to go quiet).
+# weft-2loops is examples/echo_multicore.c: one loop per core, two loops
+# with SO_REUSEPORT, allowed on both CPUs (so it shares CPU 1 with the
+# load generator: on this 2-CPU rig it shows the mechanism, not a gain).
 # Adding a server: one line in echo_servers/http_servers; it gets the port as
 # its last argument and must listen on 127.0.0.1 with a single thread.
 # shellcheck disable=SC2034  # the server/test arrays are used via `local -n`
@@ -46,13 +49,14 @@ done
 # weft's servers: the examples, from this checkout, Release.
 cmake -S "$root" -B "$B/weft" -DCMAKE_BUILD_TYPE=Release -DWEFT_SANITIZE= \
   -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_BENCH=OFF >"$B/build-weft.log" 2>&1 &&
-  cmake --build "$B/weft" -j"$(nproc)" --target example-echo_server example-http_hello \
+  cmake --build "$B/weft" -j"$(nproc)" --target example-echo_server example-echo_multicore example-http_hello \
     >>"$B/build-weft.log" 2>&1 || log "warning: weft did not build ($B/build-weft.log)"
 
 echo_servers=(
   "epoll-limit     $B/epoll_echo"
   "epoll-busy-poll $B/epoll_echo --busy-poll"
   "weft            $B/weft/bin/example-echo_server"
+  "weft-2loops     taskset -c 0,1 $B/weft/bin/example-echo_multicore 2"
   "libuv           $B/libuv_echo"
   "asyncio         $py $kit/peers/asyncio_echo.py"
   "asyncio+uvloop  $py $kit/peers/asyncio_echo.py --uvloop"
