@@ -43,7 +43,8 @@ struct shared {
 static int echo(weft_stream *conn, void *arg) {
   server_arg *a = arg;
   atomic_fetch_add(&a->served, 1);
-  char buf[16384];
+  /* One buffer per loop, shared by its connections (see echo_server.c). */
+  static _Thread_local char buf[65536];
   ssize_t n;
   while ((n = weft_stream_read(conn, buf, sizeof buf)) > 0) {
     int rc = weft_stream_write(conn, buf, (size_t)n);

@@ -26,10 +26,19 @@
 
 #include "weft.h"
 
-/* One connection: echo until the client ends its side. */
+/* One connection: echo until the client ends its side.
+ *
+ * The buffer is shared by every connection of the loop: a task keeps no
+ * bytes in it across a wait (the read returns them, and the write, which
+ * never waits, sends them or copies what the socket does not take into
+ * the stream's own buffer before any other task runs). So an idle
+ * connection costs its task's first stack page and a small record, not
+ * a buffer (bench/net/idle.sh measures it). A program with several loops
+ * makes it _Thread_local (examples/echo_multicore.c). */
+static char buf[65536];
+
 static int echo(weft_stream *conn, void *arg) {
   (void)arg;
-  char buf[16384];
   for (;;) {
     ssize_t n = weft_stream_read(conn, buf, sizeof buf);
     if (n <= 0) return (int)n; /* 0: the client is done; < 0: an error */
