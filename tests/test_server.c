@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "helpers.h"
+#include "ctx/valgrind_compat.h"
 
 extern char **environ;
 
@@ -837,6 +838,11 @@ static int emfile_main(void *arg) {
 }
 
 Test(server, emfile_backoff, .timeout = 30) {
+#if defined(__SANITIZE_THREAD__)
+  /* TSan's runtime opens and closes fds of its own on another thread,
+   * so the hole the test fills may reopen: B would be accepted. */
+  cr_skip_test("fd accounting is not exact under TSan");
+#endif
   int fds = count_fds();
   sstate s = {0};
   g_fn = echo_handler;
@@ -942,8 +948,16 @@ Test(server, thousand_connections, .timeout = 60) {
 
 /* 10,000 concurrent connections from a python3 asyncio client (another
  * process: the fd limit here is for one side only), all held open until
- * every one has connected, then one echoed line each. */
-#define NBIG 10000
+ * every one has connected, then one echoed line each, and closed only
+ * when every line has come back (so every handler runs at once). 1,000 under TSan
+ * and valgrind, which are 10 to 50 times slower. */
+static int nbig(void) {
+#if defined(__SANITIZE_THREAD__)
+  return 1000;
+#else
+  return RUNNING_ON_VALGRIND ? 1000 : 10000;
+#endif
+}
 
 static const char big_client[] =
     "exec python3 -c '\n"
@@ -965,8 +979,9 @@ static const char big_client[] =
     "        nonlocal ok\n"
     "        line = await r.readline()\n"
     "        ok += line == b\"conn %%d\\n\" %% i\n"
-    "        w.close()\n"
     "    await asyncio.gather(*(check(*c) for c in conns))\n"
+    "    await asyncio.sleep(0.2)\n"
+    "    for i, r, w in conns: w.close()\n"
     "    print(len(conns), ok, end=\"\")\n"
     "asyncio.run(main())'";
 
@@ -995,7 +1010,7 @@ static int big_main(void *arg) {
   weft_group_spawn(g, serve_task, s, NULL);
   weft_group_spawn(g, sample_peak, &b, NULL);
   char cmd[2048];
-  snprintf(cmd, sizeof cmd, big_client, weft_server_port(s->srv), NBIG);
+  snprintf(cmd, sizeof cmd, big_client, weft_server_port(s->srv), nbig());
   peer p = peer_start(cmd);
   s->rc[0] = peer_collect(&p, s->out[0], 256);
   b.done = true;
@@ -1012,17 +1027,17 @@ Test(server, ten_thousand_python_clients, .timeout = 90) {
   rlim_t old = rl.rlim_cur;
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
-  if (rl.rlim_cur < NBIG + 64) cr_skip_test("RLIMIT_NOFILE hard limit too low");
+  if (rl.rlim_cur < (rlim_t)nbig() + 64) cr_skip_test("RLIMIT_NOFILE hard limit too low");
   int fds = count_fds();
   sstate s = {0};
   g_fn = echo_handler;
   cr_assert_eq(weft_run(big_main, &s), 0);
   cr_assert_eq(s.rc[0], 0, "python exited with %d", s.rc[0]);
   char want[64];
-  snprintf(want, sizeof want, "%d %d", NBIG, NBIG);
+  snprintf(want, sizeof want, "%d %d", nbig(), nbig());
   cr_assert_str_eq(s.out[0], want);
   cr_log_info("peak: %d connections at once", s.rc[1]);
-  cr_assert_geq(s.rc[1], NBIG * 9 / 10, "peak %d", s.rc[1]);
+  cr_assert_geq(s.rc[1], nbig() * 9 / 10, "peak %d", s.rc[1]);
   cr_assert_eq(s.rc[2], 0);
   cr_assert_eq(s.rc[3], 0);
   cr_assert_eq(count_fds(), fds);
