@@ -223,7 +223,7 @@ struct weft_loop {
   weft__poller *poller;   /* also wakes the loop from other threads */
   fd_entry *fds;          /* the fd registry (fd.c), by fd number */
   size_t nfds_cap;
-  size_t nfd_waiters;     /* tasks blocked in weft_wait_fd */
+  size_t nfd_waiters;     /* tasks blocked in weft_wait_fd, weft__fd_wait */
   atomic_int wake_pending; /* the poller's wake was called, not yet seen */
   int64_t now;            /* clock at the last loop turn */
   /* Fast clock for relative deadlines (weft__fast_now below; clock.c). */
@@ -341,10 +341,46 @@ WEFT__HIDDEN void weft__groups_free(weft_loop *L);
 WEFT__HIDDEN void weft__group_child_exit(weft_loop *L, weft_task *t);
 
 /* The fd registry (fd.c): a task's fd wait ends (its timer fired); a
- * report from the poller; the table is freed with the loop. */
+ * report from the poller (token and events as in poller.h); the table is
+ * freed with the loop. */
 WEFT__HIDDEN void weft__fd_unwait(weft_task *t);
 WEFT__HIDDEN void weft__fd_ready(weft_loop *L, uint64_t token, unsigned ev);
 WEFT__HIDDEN void weft__fds_free(weft_loop *L);
+
+/* The fd registry's readiness cache, for src/io/ (fd.c explains why
+ * these lose no readiness). Only on fds the caller owns: it took them
+ * with weft__fd_adopt and closes them with weft_fd_close (or forgets them
+ * with weft_fd_forget first); a close behind weft's back is not noticed.
+ *
+ * weft__fd_adopt: the caller takes fd (a stream opens on it): what the
+ * registry knew of the number is not trusted (it may be another file's
+ * since a close behind weft's back); fd counts as ready until a clear.
+ * No system call. Call it on the loop's thread.
+ *
+ * weft__fd_wait: waits until fd is ready for `events` (WEFT_READABLE
+ * and/or WEFT_WRITABLE) as far as the cache knows: returns the cached
+ * ready ones at once if any (no system call, no switch), else parks
+ * until a report names one of them (no system call once the fd is
+ * registered). A checkpoint. Returns what weft_wait_fd_until does (the
+ * ready events, -ETIMEDOUT, -ECANCELED, -EBADF after weft_fd_close /
+ * weft_fd_forget, -EPERM, -ENOMEM, WEFT_ENOTASK). A return at once from
+ * the cache may be stale (another task read the fd meanwhile): the
+ * caller tries its system call, and clears on EAGAIN.
+ *
+ * weft__fd_cached: the ready bits (WEFT_READABLE, WEFT_WRITABLE) the
+ * cache holds for fd: both if it knows nothing. No system call.
+ *
+ * weft__fd_clear: the caller's read (readable) or write (writable) of fd
+ * just failed with EAGAIN: not ready. weft__fd_drained: the caller's read
+ * or write on a stream socket or pipe was short (less than it asked): the
+ * fd was drained (or filled) at that moment; readable stays set once the
+ * read side has ended. Call either right after the system call, with no
+ * switch in between. */
+WEFT__HIDDEN void weft__fd_adopt(int fd);
+WEFT__HIDDEN int weft__fd_wait(int fd, int events, int64_t deadline);
+WEFT__HIDDEN unsigned weft__fd_cached(int fd);
+WEFT__HIDDEN void weft__fd_clear(int fd, int events);
+WEFT__HIDDEN void weft__fd_drained(int fd, int events);
 
 /* Cross-thread inbox and loop references (inbox.c). Other threads post
  * messages (weft__loop_post: 0, or -ESHUTDOWN once the loop is being

@@ -1,7 +1,12 @@
-/* epoll backend of the poller (poller.h): level-triggered, one-shot
- * (EPOLLONESHOT), the token in epoll_event.data; the wake channel is an
- * eventfd registered without one-shot under a token the fd registry never
- * makes. */
+/* epoll backend of the poller (poller.h): every fd registered once,
+ * edge-triggered (EPOLLET) for EPOLLIN | EPOLLOUT | EPOLLRDHUP, the token
+ * in epoll_event.data. epoll_wait looks at each fd again before it
+ * reports it (ep_send_events polls the file), so a report is the fd's
+ * readiness at that wait, never an older one; EPOLL_CTL_MOD with the same
+ * interest polls the fd too and queues a report if it is ready (the
+ * level-triggered look of a watch that is not fresh). The wake channel
+ * is an eventfd registered level-triggered under a token the fd registry
+ * never makes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -61,17 +66,10 @@ void weft__poller_wake(weft__poller *p) {
   (void)r; /* EAGAIN: the counter is full, so the wait returns anyway */
 }
 
-static uint32_t to_epoll(unsigned ev) {
-  uint32_t e = EPOLLONESHOT;
-  if (ev & WEFT_READABLE) e |= EPOLLIN | EPOLLRDHUP;
-  if (ev & WEFT_WRITABLE) e |= EPOLLOUT;
-  return e;
-}
-
-int weft__poller_arm(weft__poller *p, int fd, uint64_t token, unsigned events,
-                     bool fresh) {
+int weft__poller_watch(weft__poller *p, int fd, uint64_t token, bool fresh) {
   if (fd == p->epfd || fd == p->wakefd) return -EBADF;
-  struct epoll_event ev = {.events = to_epoll(events), .data.u64 = token};
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                           .data.u64 = token};
   if (epoll_ctl(p->epfd, fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
     return -errno;
   return 0;
@@ -129,6 +127,7 @@ got:
     if (evs[i].events & EPOLLOUT) e |= WEFT_WRITABLE;
     if (evs[i].events & EPOLLERR) e |= WEFT_ERROR | WEFT_READABLE | WEFT_WRITABLE;
     if (evs[i].events & EPOLLHUP) e |= WEFT_HANGUP | WEFT_READABLE;
+    if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) e |= WEFT__EV_RDHUP;
     out[k].token = evs[i].data.u64;
     out[k++].events = e;
   }

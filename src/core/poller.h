@@ -6,13 +6,28 @@
  * rule that picks the context switch of src/ctx/), so another backend
  * (io_uring: poll_uring.c) is one more file and no edit elsewhere.
  *
- * The model is one-shot readiness keyed by a token, which a completion
- * based backend can serve as well: the fd registry (fd.c) arms an fd for
- * the events its waiters want, with a 64-bit token of its choosing; one
- * report of readiness comes back with that token and disarms the fd. An
- * fd stays registered from its first arming until weft__poller_forget
- * (or until it is closed, which the kernel notices by itself), so a wait
- * costs one arming call, not a registration and a removal.
+ * The model is persistent, edge-triggered readiness keyed by a token,
+ * which a completion based backend can serve as well (io_uring: a
+ * multishot poll): the fd registry (fd.c) watches an fd once, with a
+ * 64-bit token of its choosing, for all of readable, writable, error and
+ * hang-up; from then on the poller reports the fd (with that token)
+ * whenever it becomes ready for more (new data, room to write, the end,
+ * an error), whether anybody waits or not: a change toward readiness
+ * after any moment is reported at a wait after that moment. Correctness
+ * rests on that alone: the registry only sets bits from reports, so a
+ * report that is stale by the time it is seen costs its reader one try
+ * (EAGAIN), never a missed wake-up. (epoll looks at the fd again before
+ * it reports it, so its reports are never older than the wait.) Reports
+ * stop at weft__poller_forget (or when the fd is closed, which the
+ * kernel notices by itself). The registry keeps what the reports say
+ * (fd.c's readiness cache), so a caller that knows an fd is ready does
+ * not ask the kernel again, and the steady state costs no call per wait:
+ * only the poll.
+ *
+ * Watching an fd that is watched already (fresh false) asks for one more
+ * report of its current readiness, if it is ready now (a level-triggered
+ * look: the public weft_wait_fd's), and tells whether the kernel still
+ * knows the fd (-ENOENT: it was closed and the number reused).
  *
  * The poller also owns the loop's wake channel: weft__poller_wake, from
  * any thread, makes a weft__poller_wait under way (or the next one)
@@ -28,9 +43,15 @@
 
 typedef struct weft__poller weft__poller;
 
+/* In a report, besides the public WEFT_* bits: the peer shut its writing
+ * side (or the fd hung up or failed): the fd stays readable (end of
+ * stream) and no further report may come for that. */
+#define WEFT__EV_RDHUP 0x100u
+
 typedef struct weft__pevent {
-  uint64_t token;  /* as given to weft__poller_arm */
-  unsigned events; /* WEFT_READABLE | WEFT_WRITABLE | WEFT_ERROR | WEFT_HANGUP */
+  uint64_t token;  /* as given to weft__poller_watch */
+  unsigned events; /* WEFT_READABLE | WEFT_WRITABLE | WEFT_ERROR | WEFT_HANGUP
+                      | WEFT__EV_RDHUP */
 } weft__pevent;
 
 /* Makes a poller with its wake channel. NULL with errno (EMFILE, ENFILE,
@@ -42,17 +63,15 @@ void weft__poller_stop(weft__poller *p);
 /* Frees the poller and its wake channel (after weft__poller_stop). */
 void weft__poller_free(weft__poller *p);
 
-/* Arms fd for one report of `events` (WEFT_READABLE and/or WEFT_WRITABLE,
- * not 0), carrying `token`; replaces the interest and token of an earlier
- * arming. `fresh`: the caller has not registered fd before (or since it
- * was forgotten). Readiness is level-triggered: an fd that is ready now is
- * reported at the next wait. 0, or -errno: -ENOENT (not fresh, but the
- * kernel does not know fd: it was closed and the number reused; arm it
- * again as fresh), -EEXIST (fresh, but known: arm it again as not fresh),
- * -EBADF (not open, or one of the poller's own fds), -EPERM (fd cannot be
- * polled: a regular file), -ENOMEM, -ENOSPC. */
-int weft__poller_arm(weft__poller *p, int fd, uint64_t token, unsigned events,
-                     bool fresh);
+/* Watches fd (see above) with `token`. fresh: fd is not watched yet (or
+ * was forgotten since): register it; the next wait reports it if it is
+ * ready now. Not fresh: fd is watched: replace the token and report fd
+ * again at the next wait if it is ready now. 0, or -errno: -ENOENT (not
+ * fresh, but the kernel does not know fd: it was closed and the number
+ * reused; watch it again as fresh), -EEXIST (fresh, but known: watch it
+ * again as not fresh), -EBADF (not open, or one of the poller's own
+ * fds), -EPERM (fd cannot be polled: a regular file), -ENOMEM, -ENOSPC. */
+int weft__poller_watch(weft__poller *p, int fd, uint64_t token, bool fresh);
 /* Forgets fd: no report comes for it any more. Call it while fd is still
  * open (the kernel forgets closed fds by itself). 0 or -errno. */
 int weft__poller_forget(weft__poller *p, int fd);

@@ -9,8 +9,18 @@
  * Fast paths: a read with nothing buffered reads straight into the
  * caller's buffer; readuntil returns a pointer into the read buffer; a
  * write with nothing buffered goes straight to the fd (one send or
- * sendmsg) and only what the fd does not take is copied. Every call tries
- * the fd first and waits (weft_wait_fd) only on EAGAIN.
+ * sendmsg) and only what the fd does not take is copied.
+ *
+ * System calls: the stream owns its fd, so it waits through the fd
+ * registry's readiness cache (weft__fd_wait, core/internal.h), which
+ * costs no system call once the fd is registered, and keeps that cache
+ * honest: a read or write that gets EAGAIN clears the direction, and on
+ * a stream socket or pipe so does a short one (less than asked: the fd
+ * was drained, or filled, at that moment; what arrives later is reported
+ * by the next poll). A read tries the fd only while the cache says it is
+ * readable, so a request-response exchange costs one read and one write
+ * per message, without the read that finds nothing. Writes always try the
+ * fd first.
  *
  * Nothing runs in the background: bytes left in the write buffer go out
  * on the next write, drain, write_eof, sendfile or close, and also while
@@ -48,6 +58,11 @@
 
 enum { K_OTHER, K_SOCK, K_FIFO };
 
+/* Whether a short read or write means the fd was drained (or filled):
+ * stream sockets and pipes; not datagram or seqpacket sockets (one
+ * message per read), nor ttys and other devices. */
+enum { D_UNKNOWN, D_YES, D_NO };
+
 enum {
   F_EOF = 1u << 0,    /* the read side has ended */
   F_SHUT = 1u << 1,   /* write_eof done */
@@ -60,6 +75,7 @@ struct weft_stream {
   int fd;
   uint8_t kind;  /* K_* */
   uint8_t flags; /* F_* */
+  uint8_t drain; /* D_*: a socket's is looked up at its first short I/O */
   int werr;      /* sticky write error (< 0), or 0 */
   weft_loop *loop;
   char *rbuf;
@@ -231,9 +247,25 @@ static void sigpipe_restore(sigpipe_guard *g, bool got_epipe) {
   pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
+/* A read or write of s took less than it asked for (`ev`: the direction):
+ * the fd is drained (or full) if it is a stream socket or a pipe. */
+static void short_io(weft_stream *s, int ev) {
+  if (weft__unlikely(s->drain == D_UNKNOWN)) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    s->drain = getsockopt(s->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                       type == SOCK_STREAM
+                   ? D_YES
+                   : D_NO;
+  }
+  if (s->drain == D_YES) weft__fd_drained(s->fd, ev);
+}
+
 /* One write of iov to the fd: >= 0 bytes taken, or -errno (-EAGAIN). */
 static ssize_t fd_writev(weft_stream *s, const struct iovec *iov, int cnt) {
   ssize_t r;
+  size_t total = iov[0].iov_len;
+  for (int i = 1; i < cnt; i++) total += iov[i].iov_len;
   if (s->kind == K_SOCK) {
     do {
       if (cnt == 1) {
@@ -255,8 +287,10 @@ static ssize_t fd_writev(weft_stream *s, const struct iovec *iov, int cnt) {
   }
   if (r < 0) {
     int e = errno == EWOULDBLOCK ? EAGAIN : errno;
+    if (e == EAGAIN) weft__fd_clear(s->fd, WEFT_WRITABLE);
     return -e;
   }
+  if ((size_t)r < total) short_io(s, WEFT_WRITABLE);
   return r;
 }
 
@@ -286,7 +320,7 @@ static int flush_some(weft_stream *s) {
  * an error the caller returns at once without touching the record
  * (-EBADF: another task closed the stream, which may have freed it). */
 static inline int stream_wait(weft_stream *s, int events) {
-  return weft_wait_fd(s->fd, events);
+  return weft__fd_wait(s->fd, events, WEFT_FOREVER);
 }
 
 /* After a successful wait: the stream may have been closed meanwhile (a
@@ -308,7 +342,8 @@ static int flush_until(weft_stream *s, size_t target) {
   }
 }
 
-/* Waits for the read side (a read found nothing). A pending write buffer
+/* Waits for the read side (a read found nothing, or the readiness cache
+ * says it would: then this parks at once). A pending write buffer
  * is flushed as the fd takes it meanwhile. An empty read buffer is given
  * back first. 0, or an error (then s must not be touched). */
 static int wait_readable(weft_stream *s) {
@@ -326,25 +361,40 @@ static int wait_readable(weft_stream *s) {
   }
 }
 
-/* One read(2) into the read buffer, up to its free space (made with
- * maxcap as rbuf_room). > 0 bytes, 0 at the end (F_EOF set), -EAGAIN,
- * -errno, -ENOMEM. */
+/* One read(2) of at most n bytes into buf, if the readiness cache says
+ * the fd is readable (-EAGAIN without a system call otherwise), keeping
+ * the cache: > 0 bytes, 0 at the end, -EAGAIN, -errno. */
+static ssize_t fd_read(weft_stream *s, void *buf, size_t n) {
+  if (!(weft__fd_cached(s->fd) & WEFT_READABLE)) return -EAGAIN;
+  ssize_t r;
+  do {
+    r = read(s->fd, buf, n);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    if ((size_t)r < n) short_io(s, WEFT_READABLE);
+    return r;
+  }
+  if (r == 0) return 0;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    weft__fd_clear(s->fd, WEFT_READABLE);
+    return -EAGAIN;
+  }
+  return -errno;
+}
+
+/* One read into the read buffer, up to its free space (made with maxcap
+ * as rbuf_room). > 0 bytes, 0 at the end (F_EOF set), -EAGAIN, -errno,
+ * -ENOMEM. */
 static ssize_t fill(weft_stream *s, size_t maxcap) {
   int rc = rbuf_room(s, maxcap);
   if (rc) return rc;
-  ssize_t r;
-  do {
-    r = read(s->fd, s->rbuf + s->rend, s->rcap - s->rend);
-  } while (r < 0 && errno == EINTR);
+  ssize_t r = fd_read(s, s->rbuf + s->rend, s->rcap - s->rend);
   if (r > 0) {
     s->rend += (size_t)r;
     return r;
   }
-  if (r == 0) {
-    s->flags |= F_EOF;
-    return 0;
-  }
-  return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  if (r == 0) s->flags |= F_EOF;
+  return r;
 }
 
 /* The preamble of a call that may wait. Evaluates to 0 or a code. */
@@ -388,6 +438,8 @@ weft_stream *weft_stream_open(int fd, const weft_stream_opts *opts) {
   s->fd = fd;
   s->kind = S_ISSOCK(st.st_mode) ? K_SOCK : S_ISFIFO(st.st_mode) ? K_FIFO
                                                                   : K_OTHER;
+  s->drain = s->kind == K_SOCK ? D_UNKNOWN : s->kind == K_FIFO ? D_YES : D_NO;
+  weft__fd_adopt(fd);
   s->loop = weft__tls_loop;
   s->limit = limit;
   s->high = high;
@@ -466,15 +518,14 @@ ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n) {
   if (s->flags & F_EOF) return 0;
   if (s->fd < 0) return -EBADF;
   for (;;) {
-    ssize_t r = read(s->fd, buf, n);
+    ssize_t r = fd_read(s, buf, n);
     if (r > 0) return r;
     if (r == 0) {
       s->flags |= F_EOF;
       if (s->rbuf) rbuf_free(s);
       return 0;
     }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+    if (r != -EAGAIN) return r;
     if ((rc = wait_readable(s)) != 0) return rc;
   }
 }
@@ -755,6 +806,7 @@ int weft_stream_sendfile(weft_stream *s, int file_fd, off_t *offset,
       if (e == EPIPE || e == ECONNRESET) return wfail(s, -e);
       return -e;
     }
+    weft__fd_clear(s->fd, WEFT_WRITABLE);
     rc = stream_wait(s, WEFT_WRITABLE);
     if (rc < 0) return rc;
     if (closed_now(s)) return -EBADF;
