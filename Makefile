@@ -12,6 +12,8 @@
 #                   find_package and with pkg-config, shared and static
 #   make bench      build weft-bench (build/bin/weft-bench)
 #   make soak       the randomized cancellation soak, long (SOAK_TIME s per program)
+#   make fuzz       libFuzzer + ASan/UBSan on the stream readers, FUZZ_TIME s
+#                   (60; clang)                                 (build-fuzz/)
 #   make install PREFIX=/usr/local
 #   make clean
 #
@@ -30,7 +32,7 @@ DEPS := scripts/deps.sh
 CTEST_ARGS := --output-on-failure -j$(JOBS)
 
 .PHONY: all demo test check build configure asan tsan valgrind aarch64 \
-        core consumer bench soak install clean deps
+        core consumer bench soak fuzz install clean deps
 
 all: build
 
@@ -74,6 +76,15 @@ soak: configure
 	LSAN_OPTIONS="$${LSAN_OPTIONS:-suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0}" \
 	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
 	  ./$(BUILD)/bin/test_soak -j$(JOBS)
+
+# fuzz/fuzz_stream.c: random data in random chunks through a socketpair
+# or a pipe, read by readline, readuntil(_any), read_exactly and read
+# (two readers at once, small limits, deadlines), every answer checked
+# against a model; the inputs of fuzz/regress/ are replayed first.
+FUZZ_TIME ?= 60
+fuzz:
+	@$(DEPS) fuzz
+	fuzz/run.sh $(FUZZ_TIME)
 
 # ASAN_OPTIONS / LSAN_OPTIONS / UBSAN_OPTIONS from the environment win over
 # these. tests/lsan.supp hides leaks inside libcriterion itself.
@@ -132,4 +143,4 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-consumer build-asan build-tsan build-valgrind build-aarch64 build-consumer build-ucontext \
-	  build-core
+	  build-core build-fuzz build-bench

@@ -362,41 +362,54 @@ typedef struct weft_udp weft_udp;
 typedef struct weft_udp_opts {
   bool reuse_port; /* SO_REUSEPORT */
   bool broadcast;  /* SO_BROADCAST */
-  int family;      /* with host NULL: AF_INET (0) or AF_INET6 */
+  int family;      /* with host NULL: AF_INET (0) or AF_INET6; with a
+                      host, AF_INET or AF_INET6 keeps only that family's
+                      addresses (0: any) */
 } weft_udp_opts;
 
 /* asyncio create_datagram_endpoint(local_addr=): a UDP socket bound to
- * host:port (host NULL: any; port 0: a free one). A checkpoint when host
- * needs resolving. NULL with errno EADDRINUSE, ENXIO, EINVAL, EMFILE,
- * ENOMEM, ECANCELED, EPERM. */
+ * host:port (host NULL: any; port 0: a free one). A numeric host ("::1"
+ * or "[::1]" too) is parsed at once, from a task or the loop's thread;
+ * a name is resolved off the loop (weft_getaddrinfo: from a task only, a
+ * checkpoint) and its addresses are tried in order. The endpoint belongs
+ * to the calling thread's loop. NULL with errno EADDRINUSE, ENXIO,
+ * EINVAL, EMFILE, ENOMEM, ECANCELED, EPERM (no loop on this thread). */
 WEFT_API weft_udp *weft_udp_bind(const char *host, int port,
                                  const weft_udp_opts *opts);
 /* create_datagram_endpoint(remote_addr=): a UDP socket connected to
- * host:port (send without an address; only its datagrams are received). */
+ * host:port (send without an address; only its datagrams are received).
+ * As bind; host NULL or port not in 1..65535: EINVAL. */
 WEFT_API weft_udp *weft_udp_connect(const char *host, int port,
                                     const weft_udp_opts *opts);
-/* The local port (host order), -EINVAL for NULL. */
+/* The local port (host order), -EINVAL for NULL. Callable from any
+ * thread, as weft_udp_fd (they only read the socket). */
 WEFT_API int weft_udp_port(const weft_udp *u);
 
 /* Sends one datagram (connected endpoint). Waits only while the socket
- * buffer is full. 0, -EMSGSIZE, -ECONNREFUSED (an earlier datagram was
- * refused: ICMP port unreachable), -EDESTADDRREQ (not connected),
- * -ECANCELED, -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
+ * buffer is full. A checkpoint (from a task of u's loop only). 0,
+ * -EMSGSIZE, -ECONNREFUSED (an earlier datagram was refused: ICMP port
+ * unreachable), -EDESTADDRREQ (not connected), -ECANCELED (nothing
+ * sent), -EBADF (u closed by another task meanwhile), -EINVAL,
+ * WEFT_ENOTASK, WEFT_ELOOP; other -errno of sendto(2). */
 WEFT_API int weft_udp_send(weft_udp *u, const void *buf, size_t n);
 /* Sends one datagram to addr. Same codes, -EISCONN on a connected one. */
 WEFT_API int weft_udp_send_to(weft_udp *u, const void *buf, size_t n,
                               const struct sockaddr *addr, socklen_t len);
 /* Receives one datagram into buf, waiting for one; from/fromlen (may be
- * NULL) get the sender. Returns its length, or -EMSGSIZE when it was
- * longer than n (the first n bytes are in buf, the rest is dropped, as
- * recv(2) does), -ECONNREFUSED (connected endpoint: an earlier send was
- * refused), -ECANCELED (no datagram taken), -EINVAL, WEFT_ENOTASK,
- * WEFT_ELOOP. */
+ * NULL) get the sender: *fromlen is set (not read) to its length, 0 when
+ * from is NULL; from without fromlen is -EINVAL. Returns its length, or
+ * -EMSGSIZE when it was longer than n (the first n bytes are in buf, the
+ * rest is dropped, as recv(2) does; n 0 takes a datagram too),
+ * -ECONNREFUSED (connected endpoint: an earlier send was refused),
+ * -ECANCELED (no datagram taken), -EBADF (closed meanwhile), -EINVAL,
+ * WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API ssize_t weft_udp_recv(weft_udp *u, void *buf, size_t n,
                                struct sockaddr_storage *from,
                                socklen_t *fromlen);
-/* Closes and frees u; tasks waiting on it wake with -EBADF. 0, -EINVAL,
- * WEFT_ELOOP. */
+/* Closes and frees u; tasks waiting on it wake with -EBADF. From the
+ * loop's thread (a task or not), or from a thread with no loop (after
+ * weft_run has returned). 0, -EINVAL, WEFT_ELOOP (another loop's thread;
+ * u stays open). */
 WEFT_API int weft_udp_close(weft_udp *u);
 /* The socket's fd, for setsockopt (multicast and the like). */
 WEFT_API int weft_udp_fd(const weft_udp *u);

@@ -80,10 +80,58 @@ struct weft_stream {
   weft_loop *loop;
   char *rbuf;
   size_t rpos, rend, rcap;
+  uint64_t rtaken; /* bytes ever consumed from the read buffer */
   char *wbuf;
   size_t wpos, wend, wcap;
   size_t limit, high, low;
 };
+
+/* ---- read buffers kept by the loop ---------------------------------- */
+
+/* An empty read buffer is given back before its stream waits (an idle
+ * connection holds none), so a keep-alive connection would malloc and
+ * free one per request. Each loop keeps a few first-size buffers for
+ * reuse instead: at most RCACHE_MAX (256 KiB), whatever the number of
+ * connections, freed with the loop (a layer hook). */
+#define RCACHE_MAX 16
+
+typedef struct rbuf_cache {
+  int n;
+  char *b[RCACHE_MAX];
+} rbuf_cache;
+
+static int io_layer = -1;
+
+static void rcache_release(weft_loop *L) {
+  rbuf_cache *c = L->layer_data[io_layer];
+  if (!c) return;
+  while (c->n) free(c->b[--c->n]);
+  free(c);
+  L->layer_data[io_layer] = NULL;
+}
+
+WEFT__LAYER_CTOR static void io_layer_register(void) {
+  static const weft__layer layer = {.loop_release = rcache_release};
+  io_layer = weft__layer_register(&layer); /* cannot fail: WEFT__MAX_LAYERS */
+}
+
+static char *rbuf_get(weft_loop *L) {
+  rbuf_cache *c = io_layer >= 0 ? L->layer_data[io_layer] : NULL;
+  if (c && c->n) return c->b[--c->n];
+  return malloc(RBUF_MIN);
+}
+
+static void rbuf_put(weft_loop *L, char *b, size_t cap) {
+  if (cap == RBUF_MIN && io_layer >= 0 && L == weft__tls_loop) {
+    rbuf_cache *c = L->layer_data[io_layer];
+    if (!c) c = L->layer_data[io_layer] = calloc(1, sizeof *c);
+    if (c && c->n < RCACHE_MAX) {
+      c->b[c->n++] = b;
+      return;
+    }
+  }
+  free(b);
+}
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -91,7 +139,7 @@ static inline size_t rlen(const weft_stream *s) { return s->rend - s->rpos; }
 static inline size_t wlen(const weft_stream *s) { return s->wend - s->wpos; }
 
 static void rbuf_free(weft_stream *s) {
-  free(s->rbuf);
+  if (s->rbuf) rbuf_put(s->loop, s->rbuf, s->rcap);
   s->rbuf = NULL;
   s->rpos = s->rend = s->rcap = 0;
 }
@@ -106,6 +154,7 @@ static void wbuf_free(weft_stream *s) {
  * (not after readuntil: its result points into the buffer). */
 static inline void rconsume(weft_stream *s, size_t n, bool release) {
   s->rpos += n;
+  s->rtaken += n;
   if (s->rpos == s->rend) {
     if (release)
       rbuf_free(s);
@@ -128,7 +177,7 @@ static inline size_t round_cap(size_t need, size_t min) {
  * (compacting rather than growing past that). 0 or -ENOMEM. */
 static int rbuf_room(weft_stream *s, size_t maxcap) {
   if (!s->rbuf) {
-    if (!(s->rbuf = malloc(RBUF_MIN))) return -ENOMEM;
+    if (!(s->rbuf = rbuf_get(s->loop))) return -ENOMEM;
     s->rcap = RBUF_MIN;
     s->rpos = s->rend = 0;
     return 0;
@@ -509,15 +558,17 @@ ssize_t weft_stream_read(weft_stream *s, void *buf, size_t n) {
   if (weft__unlikely(!buf && n)) return -EINVAL;
   if (!n) return 0;
   if (n > SSIZE_MAX) n = SSIZE_MAX;
-  if (rlen(s)) {
-    size_t k = rlen(s) < n ? rlen(s) : n;
-    memcpy(buf, s->rbuf + s->rpos, k);
-    rconsume(s, k, true);
-    return (ssize_t)k;
-  }
-  if (s->flags & F_EOF) return 0;
-  if (s->fd < 0) return -EBADF;
   for (;;) {
+    /* Checked again after every wait: another task may have read into
+     * the buffer (readuntil) or seen the end meanwhile. */
+    if (rlen(s)) {
+      size_t k = rlen(s) < n ? rlen(s) : n;
+      memcpy(buf, s->rbuf + s->rpos, k);
+      rconsume(s, k, true);
+      return (ssize_t)k;
+    }
+    if (s->flags & F_EOF) return 0;
+    if (s->fd < 0) return -EBADF;
     ssize_t r = fd_read(s, buf, n);
     if (r > 0) return r;
     if (r == 0) {
@@ -548,7 +599,8 @@ int weft_stream_read_exactly(weft_stream *s, void *buf, size_t n) {
       if (r == 0) return WEFT_EINCOMPLETE;
       if (r != -EAGAIN) return (int)r;
       if ((rc = wait_readable(s)) != 0) return rc;
-      if (!s->rbuf && (rc = rbuf_reserve(s, n)) != 0) return rc;
+      /* Another task may have taken or regrown the buffer meanwhile. */
+      if ((rc = rbuf_reserve(s, n)) != 0) return rc;
     }
   }
   memcpy(buf, s->rbuf + s->rpos, n);
@@ -620,8 +672,13 @@ static ssize_t readuntil(weft_stream *s, const weft_bytes *seps, size_t nseps,
     ssize_t r = fill(s, maxcap);
     if (r >= 0) continue; /* more data, or the end */
     if (r != -EAGAIN) return r;
+    uint64_t taken = s->rtaken;
     int rc = wait_readable(s);
     if (rc) return rc;
+    /* Bytes another task took meanwhile were in the searched part: the
+     * unsearched part starts that much earlier. */
+    uint64_t gone = s->rtaken - taken;
+    offset = gone >= offset ? 0 : offset - (size_t)gone;
   }
 }
 
