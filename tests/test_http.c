@@ -95,8 +95,13 @@ static bool server_try(server *s, const char *path, char *line, size_t cap) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  /* A cross build runs its tests under an emulator (qemu-aarch64), which
+   * cannot exec a target binary by itself: CMake names it here. */
+  const char *emu = getenv("WEFT_TEST_EMULATOR");
   char *argv[] = {(char *)path, ps, NULL};
-  int rc = posix_spawn(&s->pid, path, &fa, NULL, argv, environ);
+  char *eargv[] = {(char *)emu, (char *)path, ps, NULL};
+  int rc = emu && *emu ? posix_spawnp(&s->pid, emu, &fa, NULL, eargv, environ)
+                       : posix_spawn(&s->pid, path, &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   close(p[1]);
   if (rc != 0) {
