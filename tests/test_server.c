@@ -764,6 +764,12 @@ static int64_t cpu_ns(void) {
          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
 }
 
+/* Run by an emulator (qemu-user, a cross build: CMake sets the variable). */
+static bool under_emulator(void) {
+  const char *e = getenv("WEFT_TEST_EMULATOR");
+  return e && *e;
+}
+
 static int max_fd(void) {
   DIR *d = opendir("/proc/self/fd");
   int m = 0;
@@ -843,8 +849,10 @@ Test(server, emfile_backoff, .timeout = 30) {
    * so the hole the test fills may reopen: B would be accepted. */
   cr_skip_test("fd accounting is not exact under TSan");
 #endif
-  /* valgrind emulates RLIMIT_NOFILE (it keeps fds of its own above it). */
+  /* valgrind emulates RLIMIT_NOFILE (it keeps fds of its own above it),
+   * and so does qemu-user (a cross build's emulator). */
   if (RUNNING_ON_VALGRIND) cr_skip_test("RLIMIT_NOFILE is emulated under valgrind");
+  if (under_emulator()) cr_skip_test("RLIMIT_NOFILE is emulated under qemu-user");
   int fds = count_fds();
   sstate s = {0};
   g_fn = echo_handler;
@@ -1083,6 +1091,9 @@ static int nomem_main(void *arg) {
 }
 
 Test(server, handler_without_stack, .timeout = 20) {
+  /* qemu-user maps the guest's memory itself: RLIMIT_AS does not bound
+   * what the program can map the way the test needs. */
+  if (under_emulator()) cr_skip_test("RLIMIT_AS is not the guest's under qemu-user");
 #if defined(__SANITIZE_ADDRESS__)
   cr_skip_test("ASan needs the address space");
 #elif defined(__has_feature)
