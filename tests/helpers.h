@@ -9,6 +9,7 @@
 #define WEFT_TEST_HELPERS_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +22,20 @@
 #include <unistd.h>
 
 #include "weft.h"
+
+/* Open fds of the process (in /proc/self/fd, less the directory's own):
+ * the I/O tests compare it before and after, so that no fd leaks; -1 if
+ * it cannot be read. */
+static inline int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n - 1;
+}
 
 /* Generous upper bound for "returns at once" / "wakes soon after" checks:
  * tests run in parallel on loaded CI machines and under qemu. */

@@ -31,16 +31,6 @@ extern char **environ;
 
 /* ---- fds and peers -------------------------------------------------- */
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n - 1; /* the DIR's own */
-}
-
 /* A command run by sh -c, its stdout on a pipe. */
 typedef struct peer {
   pid_t pid;

@@ -31,17 +31,6 @@ extern char **environ;
 /* Helpers                                                            */
 /* ---------------------------------------------------------------- */
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  cr_assert_not_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n - 1; /* the DIR's own fd */
-}
-
 /* Runs fn under weft_run and checks its result and that no fd leaked. */
 static void run_checked(weft_fn fn, void *arg) {
   int before = count_fds();

@@ -25,17 +25,6 @@ extern char **environ;
 /* Helpers                                                            */
 /* ---------------------------------------------------------------- */
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n - 1; /* the DIR's own fd */
-}
-
 static bool have_prog(const char *name) {
   const char *path = getenv("PATH");
   if (!path) path = "/usr/bin:/bin";
