@@ -35,7 +35,7 @@ static const named_code codes[] = {
     C(ECONNABORTED),  C(EHOSTUNREACH),  C(ENETUNREACH),   C(ENETDOWN),
     C(EADDRINUSE),    C(EADDRNOTAVAIL), C(ENOTCONN),      C(EISCONN),
     C(EAFNOSUPPORT),  C(EMSGSIZE),      C(EPROTO),        C(ENOTSOCK),
-    C(ENOTSUP),
+    C(ENOTSUP),       C(ENXIO),         C(EDESTADDRREQ),
 };
 #define NCODES ((int)(sizeof codes / sizeof codes[0]))
 

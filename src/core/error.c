@@ -100,7 +100,10 @@ static const char *weft_text(int e) {
     E(EISCONN, "the socket is already connected");
     E(EAFNOSUPPORT, "address family not supported (IPv4 or IPv6 not "
                     "available)");
-    E(EMSGSIZE, "the datagram is too large");
+    E(EMSGSIZE, "the datagram is too large (to send, or for the buffer it "
+                "was received into: truncated)");
+    E(ENXIO, "no such host: the name does not resolve");
+    E(EDESTADDRREQ, "no destination: the UDP endpoint is not connected");
     E(EPROTO, "protocol error: the peer sent something malformed");
     E(ENOTSOCK, "the fd is not a socket");
     E(ENOTSUP, "not supported");
