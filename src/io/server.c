@@ -10,8 +10,8 @@
  * caller cancels the group, so the handlers too.
  *
  * Stopping closes the listening socket with weft_fd_close, which wakes
- * the accept loop's weft_wait_fd with -EBADF (and a back-off sleep is
- * cut short through its scope); serve then waits in weft_group_close
+ * the accept loop's wait (weft__fd_wait) with -EBADF (and a back-off
+ * sleep is cut short through its scope); serve then waits in weft_group_close
  * for the handlers. weft_server_shutdown waits for serve to return: it
  * parks (core's park/wake, with its deadline as a private scope:
  * weft__park_until) and the end of serve wakes it. At the deadline it
@@ -113,6 +113,7 @@ static weft_server *server_new(int fd, int family, const weft_listen_opts *o) {
   }
   srv->loop = weft__tls_loop;
   srv->fd = fd;
+  weft__fd_adopt(fd); /* the accept loop trusts the readiness cache */
   srv->family = family;
   if (o) srv->opts = *o;
   srv->addrlen = sizeof srv->addr;
@@ -335,7 +336,9 @@ static void accept_loop(weft_server *srv) {
     int e = errno;
     batch = 0;
     if (e == EAGAIN || e == EWOULDBLOCK) {
-      int rc = weft_wait_fd(srv->fd, WEFT_READABLE);
+      /* The cache, not weft_wait_fd: no epoll_ctl per wait (fd.c). */
+      weft__fd_clear(srv->fd, WEFT_READABLE);
+      int rc = weft__fd_wait(srv->fd, WEFT_READABLE, WEFT_FOREVER);
       if (rc < 0 && rc != -EINTR) return; /* -EBADF: stopped; -ECANCELED */
       continue;
     }

@@ -3,8 +3,9 @@
  *
  * A weft_udp is a non-blocking SOCK_DGRAM socket and the loop that made
  * it. Every call tries its system call first and waits for readiness
- * (weft_wait_fd) only when the kernel says EAGAIN, so a datagram that is
- * already there costs one recvmsg and no trip through the poller. A wait
+ * only when the kernel says EAGAIN (weft__fd_wait: the registry's cache,
+ * no epoll_ctl per wait), so a datagram that is already there costs one
+ * recvmsg and no trip through the poller. A wait
  * cut short by a scope takes nothing from the socket: the datagram stays
  * for the next recv.
  *
@@ -134,6 +135,7 @@ static weft_udp *make(const char *host, int port, const weft_udp_opts *opts,
     return weft__null_errno(rc);
   }
   u->fd = fd;
+  weft__fd_adopt(fd); /* waits trust the readiness cache: see recv */
   u->connected = connect_;
   u->loop = L;
   return u;
@@ -184,7 +186,9 @@ static int send_dgram(weft_udp *u, const void *buf, size_t n,
     int e = errno;
     if (e == EINTR) continue;
     if (e != EAGAIN && e != EWOULDBLOCK) return -e;
-    int rc = weft_wait_fd(fd, WEFT_WRITABLE);
+    /* The cache, not weft_wait_fd: no epoll_ctl per wait (fd.c). */
+    weft__fd_clear(fd, WEFT_WRITABLE);
+    int rc = weft__fd_wait(fd, WEFT_WRITABLE, WEFT_FOREVER);
     if (rc < 0) return rc;
   }
 }
@@ -234,7 +238,8 @@ ssize_t weft_udp_recv(weft_udp *u, void *buf, size_t n,
     int e = errno;
     if (e == EINTR) continue;
     if (e != EAGAIN && e != EWOULDBLOCK) return -e;
-    rc = weft_wait_fd(fd, WEFT_READABLE);
+    weft__fd_clear(fd, WEFT_READABLE);
+    rc = weft__fd_wait(fd, WEFT_READABLE, WEFT_FOREVER);
     if (rc < 0) return rc;
   }
 }
