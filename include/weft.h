@@ -162,6 +162,13 @@ typedef struct weft_config {
    * of µs on a VM). A loop kept busy never spins; an idle one gives the
    * CPU up after this long. 0: 50 µs; < 0: never spin. */
   int64_t poll_spin;
+  /* asyncio.run's graceful end: true makes the first SIGINT or SIGTERM
+   * cancel the main task (weft_run's main, or the root task of the
+   * running weft_runner_run), and a second SIGINT end the process at
+   * once (its default action). Dispositions are restored when the loop
+   * ends. Needs the process layer (weft/proc.h): without it in the
+   * build, making the loop fails with ENOTSUP. */
+  bool shutdown_signals;
 } weft_config;
 
 /* Fills *cfg with the defaults. */
@@ -596,5 +603,6 @@ WEFT_API void weft_errors_free(weft_errors *e);
 #include "weft/combine.h"
 #include "weft/thread.h"
 #include "weft/io.h"
+#include "weft/proc.h"
 
 #endif /* WEFT_H */
