@@ -165,9 +165,12 @@ typedef struct weft_config {
   /* asyncio.run's graceful end: true makes the first SIGINT or SIGTERM
    * cancel the main task (weft_run's main, or the root task of the
    * running weft_runner_run), and a second SIGINT end the process at
-   * once (its default action). Dispositions are restored when the loop
-   * ends. Needs the process layer (weft/proc.h): without it in the
-   * build, making the loop fails with ENOTSUP. */
+   * once (its default action). The handler is installed while a root
+   * task runs (not between weft_runner_run calls, not during the final
+   * clean-up) and the previous dispositions are restored after. A
+   * signal watch (weft_signal_open) that includes SIGINT or SIGTERM
+   * takes them instead while it is open. The run returns -ENOSPC if 64
+   * loops of the process already use this. */
   bool shutdown_signals;
 } weft_config;
 

@@ -325,12 +325,13 @@ WEFT_API int weft_server_addr(const weft_server *srv,
  * weft_server_stop or _shutdown, or until the caller is cancelled (then
  * the handlers are cancelled too). If the calling task was started with
  * weft_group_start, serve calls weft_started(srv) once it accepts, so
- * the starter can read the port. Out of fds (EMFILE, ENFILE) it keeps
- * serving the connections it has, backs off (10 ms, doubling to 1 s) and
- * accepts again when fds are free. Returns after the handlers have all
- * returned: 0 (stopped), -ECANCELED, -EBUSY (already serving), -ENOMEM
- * (a handler's task could not get a stack: that fails the server's group,
- * so serving stops), -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
+ * the starter can read the port. Out of fds (EMFILE, ENFILE) or of
+ * memory for a handler's task (its stack), it keeps serving the
+ * connections it has, backs off (10 ms, doubling to 1 s) and accepts
+ * again later; a connection whose handler got no stack is closed and
+ * reported (-ENOMEM, through on_error). Returns after the handlers have
+ * all returned: 0 (stopped), -ECANCELED, -EBUSY (already serving),
+ * -EINVAL, WEFT_ENOTASK, WEFT_ELOOP. */
 WEFT_API int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg);
 
 /* Stops accepting (the listening socket is closed); serve returns once

@@ -250,6 +250,15 @@ struct weft_loop {
   bool debug;
   int64_t spin_ns;        /* weft_config.poll_spin: 0 never */
   bool stopping;          /* root finished: cancel and reap the rest */
+  weft_task *root;        /* the running root task (weft_run's main) */
+  /* weft_config.shutdown_signals (shutdown.c): the slot in the table its
+   * signal handler reads (-1: not asked for), and what the handler
+   * marks: a first signal was seen during this run, one awaits the
+   * loop's cancelling of root. */
+  bool shutdown_signals;
+  int sig_slot;
+  atomic_int sig_seen;
+  atomic_int sig_cancel;
   int64_t debug_max_step;
   size_t debug_hw_max;
   char debug_hw_task[64];
@@ -483,6 +492,15 @@ static inline void weft__task_owner_exit(weft_loop *L, weft_task *t) {
       weft__layers[((t->flags & TF_OWNER) >> TF_OWNER_SHIFT) - 1];
   if (ly->task_exit) ly->task_exit(L, t);
 }
+
+/* weft_config.shutdown_signals (shutdown.c), for the time of one root
+ * task's run. add: the signal handler serves L from now (0, -ENOSPC: 64
+ * loops have it already, -errno of sigaction); remove: no longer (waits
+ * out a handler under way; nothing if L was not added). check: after a poll that was woken, on L's
+ * thread: cancels the root task if a signal asked for it. */
+WEFT__HIDDEN int weft__shutdown_add(weft_loop *L);
+WEFT__HIDDEN void weft__shutdown_remove(weft_loop *L);
+WEFT__HIDDEN void weft__shutdown_check(weft_loop *L);
 
 /* Errors (error.c) */
 WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);

@@ -345,7 +345,10 @@ static void loop_turn(weft_loop *L) {
   weft__pevent ev[128];
   bool woken = false;
   int n = poll_events(L, ev, 128, timeout, &woken);
-  if (woken) atomic_store(&L->wake_pending, 0);
+  if (woken) {
+    atomic_store(&L->wake_pending, 0);
+    if (L->sig_slot >= 0) weft__shutdown_check(L);
+  }
   WEFT__INSTR(L, after_poll, n < 0 ? 0 : n);
   for (int i = 0; i < n; i++) weft__fd_ready(L, ev[i].token, ev[i].events);
   weft__inbox_after_poll(L);

@@ -37,6 +37,8 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if (!L) return NULL;
   L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
   L->spin_ns = cfg->poll_spin < 0 ? 0 : cfg->poll_spin ? cfg->poll_spin : WEFT_US(50);
+  L->sig_slot = -1;
+  L->shutdown_signals = cfg->shutdown_signals;
   weft__stacks_init(&L->stacks, cfg->stack_size, cfg->stack_pool,
                     cfg->guard_pages != 0, L->debug);
   int err;
@@ -112,12 +114,23 @@ static weft_task *spawn_root(weft_loop *L, weft_fn fn, void *arg) {
   return t;
 }
 
-/* Runs fn as a root task to completion; returns its result. */
+/* Runs fn as a root task to completion; returns its result. The
+ * shutdown signals are caught for this time only, as asyncio.Runner.run
+ * does: between runs and during the final clean-up they have their
+ * previous meaning. */
 static int run_root(weft_loop *L, weft_fn fn, void *arg) {
+  int rc;
+  if (L->shutdown_signals && (rc = weft__shutdown_add(L)) != 0) return rc;
   weft_task *t = spawn_root(L, fn, arg);
-  if (!t) return -ENOMEM;
+  if (!t) {
+    weft__shutdown_remove(L);
+    return -ENOMEM;
+  }
+  L->root = t;
   weft__run_until(L, t);
-  int rc = t->result;
+  L->root = NULL;
+  weft__shutdown_remove(L);
+  rc = t->result;
   t->flags &= ~TF_HANDLE;
   weft__task_free(L, t);
   return rc;

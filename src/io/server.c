@@ -50,23 +50,18 @@ struct weft_server {
   weft_task *serve_task;
   weft_scope *backoff; /* the accept loop's back-off sleep, or NULL */
   weft_task *waiter; /* parked in weft_server_shutdown */
+  bool starved;      /* a handler got no stack: back off before accepting */
   size_t nconn;
-  struct conn *unstarted; /* spawned handlers that have not run yet */
 };
+
+static int server_layer = -1;
 
 typedef struct conn {
   weft_server *srv;
   weft_stream *s;
-  struct conn **pprev, *next; /* in srv->unstarted until it runs */
+  bool running;      /* conn_main began: it cleans up */
   char peer[128];
 } conn;
-
-static void conn_unlink(conn *c) {
-  if (!c->pprev) return;
-  *c->pprev = c->next;
-  if (c->next) c->next->pprev = c->pprev;
-  c->pprev = NULL;
-}
 
 /* ---- making one --------------------------------------------------------- */
 
@@ -252,7 +247,7 @@ static void report(weft_server *srv, const char *peer, int code, const char *msg
 static int conn_main(void *arg) {
   conn *c = arg;
   weft_server *srv = c->srv;
-  conn_unlink(c);
+  c->running = true;
   int rc = srv->fn(c->s, srv->arg);
   if (rc < 0 && rc != -ECANCELED)
     report(srv, c->peer, rc, weft__task_msg(weft_current()));
@@ -281,30 +276,41 @@ static void start_conn(weft_server *srv, int fd, const struct sockaddr *peer,
   }
   weft__stream_hold(c->s);
   weft_spawn_opts so = {.name = c->peer, .stack_size = srv->opts.stack_size};
+  c->running = false;
   srv->nconn++;
-  c->next = srv->unstarted;
-  if (c->next) c->next->pprev = &c->next;
-  c->pprev = &srv->unstarted;
-  srv->unstarted = c;
-  if (!weft_group_spawn(srv->g, conn_main, c, &so)) {
-    conn_unlink(c);
+  weft_task *t = weft_group_spawn(srv->g, conn_main, c, &so);
+  if (!t) {
     srv->nconn--;
     (void)weft__stream_release(c->s);
     free(c);
+    srv->starved = true;
+    return;
   }
+  /* Its end is seen by conn_exit: a task that never ran (no stack, or
+   * cancelled first) does not fail the server's group. */
+  weft__task_set_owner(t, server_layer);
 }
 
-/* After the group: handlers whose task never ran (it could not get a
- * stack, which fails the group). Their connections are closed here. */
-static void drop_unstarted(weft_server *srv) {
-  conn *c;
-  while ((c = srv->unstarted)) {
-    conn_unlink(c);
+/* The server layer's task_exit hook: a handler task ended. One that
+ * never ran leaves its connection behind: closed here. No stack for it
+ * is the accept loop's cue to back off, as for EMFILE. */
+static void conn_exit(weft_loop *L, weft_task *t) {
+  (void)L;
+  conn *c = t->arg;
+  if (c->running) return; /* conn_main cleaned up */
+  weft_server *srv = c->srv;
+  if (t->result == -ENOMEM) {
     report(srv, c->peer, -ENOMEM, "no memory for the handler's task");
-    (void)weft__stream_release(c->s);
-    srv->nconn--;
-    free(c);
+    srv->starved = true;
   }
+  (void)weft__stream_release(c->s);
+  srv->nconn--;
+  free(c);
+}
+
+WEFT__LAYER_CTOR static void server_layer_register(void) {
+  static const weft__layer layer = {.task_exit = conn_exit};
+  server_layer = weft__layer_register(&layer); /* cannot fail: WEFT__MAX_LAYERS */
 }
 
 static bool accept_fatal(int e) {
@@ -315,11 +321,30 @@ static bool out_of_fds(int e) {
   return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
+/* Sleeps the next back-off step (10 ms, doubling up to 1 s; cut short by
+ * weft_server_stop). -ECANCELED if serve's caller is cancelled. */
+static int nap(weft_server *srv, int64_t *backoff) {
+  *backoff = *backoff ? (*backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : *backoff * 2)
+                      : BACKOFF_MIN;
+  weft_scope sc;
+  weft_scope_open_after(&sc, *backoff);
+  srv->backoff = &sc;
+  int rc = weft_sleep_until(WEFT_FOREVER);
+  srv->backoff = NULL;
+  weft_scope_close(&sc);
+  return rc < 0 && weft_check_cancel() ? -ECANCELED : 0;
+}
+
 /* The group's body: accepts until stopped or cancelled. */
 static void accept_loop(weft_server *srv) {
   int64_t backoff = 0;
   int batch = 0;
   while (!srv->stopping && srv->fd >= 0) {
+    if (srv->starved) { /* no memory for a handler: wait a little */
+      srv->starved = false;
+      if (nap(srv, &backoff) < 0) return;
+      continue;
+    }
     struct sockaddr_storage peer;
     socklen_t plen = sizeof peer;
     int fd = accept4(srv->fd, (struct sockaddr *)&peer, &plen,
@@ -344,15 +369,7 @@ static void accept_loop(weft_server *srv) {
     }
     if (out_of_fds(e)) {
       /* Keep serving what we have; try again later, without spinning. */
-      backoff = backoff ? (backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2)
-                        : BACKOFF_MIN;
-      weft_scope nap;
-      weft_scope_open_after(&nap, backoff);
-      srv->backoff = &nap;
-      int rc = weft_sleep_until(WEFT_FOREVER);
-      srv->backoff = NULL;
-      weft_scope_close(&nap);
-      if (rc < 0 && weft_check_cancel()) return;
+      if (nap(srv, &backoff) < 0) return;
       continue;
     }
     if (accept_fatal(e)) return;
@@ -380,7 +397,6 @@ int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {
   accept_loop(srv);
   rc = weft_group_close(srv->g, NULL); /* waits for the handlers */
   srv->g = NULL;
-  drop_unstarted(srv);
   srv->serving = false;
   srv->serve_task = NULL;
   if (srv->waiter) {
@@ -388,9 +404,8 @@ int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {
     srv->waiter = NULL;
     weft__wake(w, 0);
   }
-  if (rc == -ECANCELED) return rc;
-  /* Handlers never fail the group, their tasks' start can: no stack. */
-  return rc == WEFT_EGROUP ? -ENOMEM : 0;
+  /* Handlers never fail the group (conn_main, conn_exit). */
+  return rc == -ECANCELED ? rc : 0;
 }
 
 int weft_server_stop(weft_server *srv) {
