@@ -1112,3 +1112,72 @@ Test(server, handler_without_stack, .timeout = 20) {
   cr_assert_eq(s.rc[2], 0);
   cr_assert_eq(count_fds(), fds);
 }
+
+/* A name with several addresses ("localhost": ::1 and 127.0.0.1 here)
+ * gets a socket on each, all on the port the first bind picked, each
+ * served. Skipped where localhost has no IPv6 address. */
+static int ipv6_loopback(void) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static int several_main(void *arg) {
+  sstate *s = arg;
+  s->srv = weft_tcp_listen("localhost", 0, NULL);
+  if (!s->srv) return -errno;
+  int port = weft_server_port(s->srv);
+  weft_task *t = weft_spawn(serve_task, s, NULL);
+  const char *hosts[2] = {"127.0.0.1", "::1"};
+  for (int i = 0; i < 2; i++) {
+    weft_stream *c = weft_tcp_connect(hosts[i], port, NULL);
+    if (!c) {
+      s->rc[i] = -errno;
+      continue;
+    }
+    char b[8] = {0};
+    s->rc[i] = weft_stream_write(c, hosts[i], 3);
+    if (!s->rc[i]) s->rc[i] = weft_stream_read_exactly(c, b, 3);
+    if (!s->rc[i] && memcmp(b, hosts[i], 3)) s->rc[i] = -EPROTO;
+    weft_stream_close(c);
+  }
+  /* stop closes every socket: both ports refuse now */
+  weft_server_stop(s->srv);
+  s->rc[2] = weft_join(t);
+  for (int i = 0; i < 2; i++) {
+    weft_stream *c = weft_tcp_connect(hosts[i], port, NULL);
+    s->rc[3 + i] = c ? 0 : -errno;
+    if (c) weft_stream_close(c);
+  }
+  s->rc[5] = weft_server_close(s->srv);
+  return 0;
+}
+
+Test(server, several_addresses, .timeout = 20) {
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+  int v4 = 0, v6 = 0;
+  if (getaddrinfo("localhost", NULL, &hints, &res) == 0) {
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+      v4 |= a->ai_family == AF_INET;
+      v6 |= a->ai_family == AF_INET6;
+    }
+    freeaddrinfo(res);
+  }
+  if (!v4 || !v6 || !ipv6_loopback())
+    cr_skip_test("localhost does not resolve to both ::1 and 127.0.0.1 here");
+  int fds = count_fds();
+  sstate s = {0};
+  g_fn = echo_handler;
+  cr_assert_eq(weft_run(several_main, &s), 0);
+  cr_assert_eq(s.rc[0], 0, "v4: %s", weft_strerror(s.rc[0]));
+  cr_assert_eq(s.rc[1], 0, "v6: %s", weft_strerror(s.rc[1]));
+  cr_assert_eq(s.rc[2], 0);
+  cr_assert_eq(s.serve_rc, 0);
+  cr_assert_eq(s.rc[3], -ECONNREFUSED);
+  cr_assert_eq(s.rc[4], -ECONNREFUSED);
+  cr_assert_eq(s.rc[5], 0);
+  cr_assert_eq(count_fds(), fds);
+}

@@ -302,7 +302,10 @@ typedef struct weft_listen_opts {
 
 /* asyncio start_server, first half: binds host:port and listens. host
  * NULL or "" listens on every address (IPv6 and IPv4 on one socket where
- * the system allows, else IPv4); port 0 picks a free port (read it with
+ * the system allows, else IPv4). A name with several addresses
+ * ("localhost": ::1 and 127.0.0.1) gets a socket on each, as in asyncio,
+ * all on one port (up to 8; an address the system cannot bind is
+ * skipped if another binds). Port 0 picks a free port (read it with
  * weft_server_port). SO_REUSEADDR is always set. A checkpoint (host is
  * resolved off the loop). NULL with errno EADDRINUSE, EACCES, ENXIO,
  * EINVAL, EMFILE, ENOMEM, ECANCELED, EPERM. */
@@ -314,7 +317,9 @@ WEFT_API weft_server *weft_tcp_listen(const char *host, int port,
 WEFT_API weft_server *weft_unix_listen(const char *path,
                                        const weft_listen_opts *opts);
 
-/* The bound port (host order; 0 for a Unix server, -EINVAL for NULL). */
+/* The bound port (host order; 0 for a Unix server, -EINVAL for NULL).
+ * With several sockets, all share it; weft_server_addr gives the
+ * first socket's address. */
 WEFT_API int weft_server_port(const weft_server *srv);
 /* The bound address, as weft_stream_local_addr. */
 WEFT_API int weft_server_addr(const weft_server *srv,

@@ -31,10 +31,22 @@
 #define BACKOFF_MAX WEFT_SEC(1)
 #define ACCEPT_BATCH 128 /* accepts in a row before letting others run */
 
+/* A name can resolve to several addresses ("localhost": ::1 and
+ * 127.0.0.1): the server listens on each, as asyncio does, with an
+ * accept loop per socket. */
+#define MAX_LISTEN 8
+
+typedef struct listener {
+  struct weft_server *srv;
+  int fd;              /* listening socket, -1 once stopped */
+  weft_scope *backoff; /* its accept loop's back-off sleep, or NULL */
+} listener;
+
 struct weft_server {
   weft_loop *loop;
-  int fd;            /* listening socket, -1 once stopped */
-  int family;
+  listener ls[MAX_LISTEN];
+  int nls;
+  int family;        /* of the first socket */
   struct sockaddr_storage addr;
   socklen_t addrlen;
   char *path;        /* a Unix socket's file, removed by close */
@@ -48,7 +60,6 @@ struct weft_server {
   bool stopping;
   weft_group *g;     /* while serving */
   weft_task *serve_task;
-  weft_scope *backoff; /* the accept loop's back-off sleep, or NULL */
   weft_task *waiter; /* parked in weft_server_shutdown */
   bool starved;      /* a handler got no stack: back off before accepting */
   size_t nconn;
@@ -100,6 +111,56 @@ fail:
   return rc;
 }
 
+/* Listens on every TCP address of list (at most MAX_LISTEN, duplicates
+ * skipped), all on one port: with port 0, the one the first bind
+ * picked. An address the system cannot bind (no IPv6, an address not
+ * configured) is skipped if another binds; any other failure (in use,
+ * no permission) fails the whole. IPv6 sockets are IPv6-only when IPv4
+ * addresses are listed too, so that "::" and "0.0.0.0" can both bind.
+ * 0 with fds[0..*n) (and their families), or -errno with none open. */
+static int listen_all(const struct addrinfo *list, int port,
+                      const weft_listen_opts *o, int *fds, int *families,
+                      int *n) {
+  bool v4 = false;
+  for (const struct addrinfo *a = list; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) v4 = true;
+  int err = -ENXIO;
+  for (const struct addrinfo *a = list; a && *n < MAX_LISTEN; a = a->ai_next) {
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    bool dup = false;
+    for (const struct addrinfo *b = list; b != a && !dup; b = b->ai_next)
+      dup = b->ai_addrlen == a->ai_addrlen &&
+            memcmp(b->ai_addr, a->ai_addr, a->ai_addrlen) == 0;
+    if (dup) continue;
+    struct sockaddr_storage ss;
+    memcpy(&ss, a->ai_addr, a->ai_addrlen);
+    if (*n > 0 && port == 0) { /* the port the first one got */
+      struct sockaddr_storage first;
+      socklen_t flen = sizeof first;
+      if (getsockname(fds[0], (struct sockaddr *)&first, &flen) == 0) {
+        uint16_t p = first.ss_family == AF_INET
+                         ? ((struct sockaddr_in *)&first)->sin_port
+                         : ((struct sockaddr_in6 *)&first)->sin6_port;
+        if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = p;
+        else ((struct sockaddr_in6 *)&ss)->sin6_port = p;
+      }
+    }
+    int fd = listen_on((struct sockaddr *)&ss, a->ai_addrlen, a->ai_family, o,
+                       o->v6_only || (a->ai_family == AF_INET6 && v4));
+    if (fd >= 0) {
+      families[*n] = a->ai_family;
+      fds[(*n)++] = fd;
+      continue;
+    }
+    err = fd;
+    if (fd != -EADDRNOTAVAIL && fd != -EAFNOSUPPORT && fd != -EPROTONOSUPPORT) {
+      while (*n > 0) close(fds[--*n]);
+      return fd;
+    }
+  }
+  return *n ? 0 : err;
+}
+
 static weft_server *server_new(int fd, int family, const weft_listen_opts *o) {
   weft_server *srv = calloc(1, sizeof *srv);
   if (!srv) {
@@ -107,7 +168,12 @@ static weft_server *server_new(int fd, int family, const weft_listen_opts *o) {
     return weft__null_errno(-ENOMEM);
   }
   srv->loop = weft__tls_loop;
-  srv->fd = fd;
+  for (int i = 0; i < MAX_LISTEN; i++) {
+    srv->ls[i].srv = srv;
+    srv->ls[i].fd = -1;
+  }
+  srv->ls[0].fd = fd;
+  srv->nls = 1;
   weft__fd_adopt(fd); /* the accept loop trusts the readiness cache */
   srv->family = family;
   if (o) srv->opts = *o;
@@ -150,21 +216,20 @@ weft_server *weft_tcp_listen(const char *host, int port,
   struct addrinfo *list = NULL;
   int rc = weft__resolve(host, port, AF_UNSPEC, SOCK_STREAM, AI_PASSIVE, &list);
   if (rc) return weft__null_errno(rc);
-  /* The first address that binds (asyncio binds them all, one socket
-   * each; a weft_server has one socket). */
-  fd = -ENXIO;
-  int family = AF_UNSPEC;
-  for (const struct addrinfo *a = list; a; a = a->ai_next) {
-    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
-    fd = listen_on(a->ai_addr, a->ai_addrlen, a->ai_family, o, o->v6_only);
-    if (fd >= 0) {
-      family = a->ai_family;
-      break;
-    }
-  }
+  int fds[MAX_LISTEN], n = 0, families[MAX_LISTEN];
+  rc = listen_all(list, port, o, fds, families, &n);
   freeaddrinfo(list);
-  if (fd < 0) return weft__null_errno(fd);
-  return server_new(fd, family, o);
+  if (rc) return weft__null_errno(rc);
+  weft_server *srv = server_new(fds[0], families[0], o);
+  if (!srv) {
+    for (int i = 1; i < n; i++) close(fds[i]);
+    return NULL;
+  }
+  for (int i = 1; i < n; i++) {
+    weft__fd_adopt(fds[i]);
+    srv->ls[srv->nls++].fd = fds[i];
+  }
+  return srv;
 }
 
 weft_server *weft_unix_listen(const char *path, const weft_listen_opts *opts) {
@@ -323,31 +388,32 @@ static bool out_of_fds(int e) {
 
 /* Sleeps the next back-off step (10 ms, doubling up to 1 s; cut short by
  * weft_server_stop). -ECANCELED if serve's caller is cancelled. */
-static int nap(weft_server *srv, int64_t *backoff) {
+static int nap(listener *l, int64_t *backoff) {
   *backoff = *backoff ? (*backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : *backoff * 2)
                       : BACKOFF_MIN;
   weft_scope sc;
   weft_scope_open_after(&sc, *backoff);
-  srv->backoff = &sc;
+  l->backoff = &sc;
   int rc = weft_sleep_until(WEFT_FOREVER);
-  srv->backoff = NULL;
+  l->backoff = NULL;
   weft_scope_close(&sc);
   return rc < 0 && weft_check_cancel() ? -ECANCELED : 0;
 }
 
-/* The group's body: accepts until stopped or cancelled. */
-static void accept_loop(weft_server *srv) {
+/* Accepts on l until stopped or cancelled: the group's body for the
+ * first socket, a task of the group for each other. */
+static void accept_loop(weft_server *srv, listener *l) {
   int64_t backoff = 0;
   int batch = 0;
-  while (!srv->stopping && srv->fd >= 0) {
+  while (!srv->stopping && l->fd >= 0) {
     if (srv->starved) { /* no memory for a handler: wait a little */
       srv->starved = false;
-      if (nap(srv, &backoff) < 0) return;
+      if (nap(l, &backoff) < 0) return;
       continue;
     }
     struct sockaddr_storage peer;
     socklen_t plen = sizeof peer;
-    int fd = accept4(srv->fd, (struct sockaddr *)&peer, &plen,
+    int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       backoff = 0;
@@ -362,14 +428,14 @@ static void accept_loop(weft_server *srv) {
     batch = 0;
     if (e == EAGAIN || e == EWOULDBLOCK) {
       /* The cache, not weft_wait_fd: no epoll_ctl per wait (fd.c). */
-      weft__fd_clear(srv->fd, WEFT_READABLE);
-      int rc = weft__fd_wait(srv->fd, WEFT_READABLE, WEFT_FOREVER);
+      weft__fd_clear(l->fd, WEFT_READABLE);
+      int rc = weft__fd_wait(l->fd, WEFT_READABLE, WEFT_FOREVER);
       if (rc < 0 && rc != -EINTR) return; /* -EBADF: stopped; -ECANCELED */
       continue;
     }
     if (out_of_fds(e)) {
       /* Keep serving what we have; try again later, without spinning. */
-      if (nap(srv, &backoff) < 0) return;
+      if (nap(l, &backoff) < 0) return;
       continue;
     }
     if (accept_fatal(e)) return;
@@ -377,6 +443,12 @@ static void accept_loop(weft_server *srv) {
      * connection is gone, the next one may be fine. */
     if (weft_check_cancel()) return;
   }
+}
+
+static int accept_task(void *arg) {
+  listener *l = arg;
+  accept_loop(l->srv, l);
+  return 0;
 }
 
 int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {
@@ -393,8 +465,11 @@ int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {
   srv->serve_task = cur;
   srv->fn = fn;
   srv->arg = arg;
+  for (int i = 1; i < srv->nls; i++)
+    if (!weft_group_spawn(srv->g, accept_task, &srv->ls[i], NULL))
+      weft_server_stop(srv); /* ENOMEM: serve stops rather than half-listen */
   (void)weft_started(srv); /* -EINVAL: not started with weft_group_start */
-  accept_loop(srv);
+  accept_loop(srv, &srv->ls[0]);
   rc = weft_group_close(srv->g, NULL); /* waits for the handlers */
   srv->g = NULL;
   srv->serving = false;
@@ -412,11 +487,14 @@ int weft_server_stop(weft_server *srv) {
   int rc = check_loop(srv, __func__);
   if (rc) return rc;
   srv->stopping = true;
-  if (srv->fd >= 0) {
-    weft_fd_close(srv->fd); /* wakes the accept loop with -EBADF */
-    srv->fd = -1;
+  for (int i = 0; i < srv->nls; i++) {
+    listener *l = &srv->ls[i];
+    if (l->fd >= 0) {
+      weft_fd_close(l->fd); /* wakes its accept loop with -EBADF */
+      l->fd = -1;
+    }
+    if (l->backoff) weft_scope_cancel(l->backoff);
   }
-  if (srv->backoff) weft_scope_cancel(srv->backoff);
   return 0;
 }
 
@@ -468,7 +546,8 @@ int weft_server_close(weft_server *srv) {
   int rc = check_loop(srv, __func__);
   if (rc) return rc;
   if (srv->serving) return -EBUSY;
-  if (srv->fd >= 0) weft_fd_close(srv->fd);
+  for (int i = 0; i < srv->nls; i++)
+    if (srv->ls[i].fd >= 0) weft_fd_close(srv->ls[i].fd);
   if (srv->path) {
     /* Not a file that replaced ours meanwhile (another server's). */
     struct stat st;
