@@ -1,6 +1,6 @@
 /*
  * echo_server.c -- a TCP echo server: one task per connection, graceful
- * shutdown on SIGINT/SIGTERM (read from a signalfd by a task).
+ * shutdown on SIGINT/SIGTERM (a task waits on a weft_signal watch).
  *
  *   gcc -I include examples/echo_server.c -L build/lib -lweft -o echo_server && LD_LIBRARY_PATH=build/lib ./echo_server [PORT]
  *
@@ -8,6 +8,7 @@
  * server.serve_forever()                weft_server_serve(srv, cb, arg)
  * server.sockets[0].getsockname()[1]    weft_server_port(srv)
  * server.close(); wait_closed()         weft_server_shutdown(srv, deadline)
+ * loop.add_signal_handler(SIGTERM, ...) weft_signal_open(&set) + weft_signal_wait
  * reader.read(n) / writer.write; drain  weft_stream_read / _write / _drain
  *
  * With a PORT (the last argument) it serves on every address until
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -50,6 +50,7 @@ static int echo(weft_stream *conn, void *arg) {
 
 typedef struct app {
   weft_server *srv;
+  weft_signal *sig; /* SIGINT, SIGTERM (serving mode) */
   int serve_rc;
   int failures;
 } app;
@@ -66,17 +67,10 @@ static int serve_task(void *arg) {
 
 static int wait_signal(void *arg) {
   app *a = arg;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (fd < 0) return weft_fail(-errno, "signalfd");
-  int rc = weft_wait_fd(fd, WEFT_READABLE);
-  weft_fd_close(fd);
+  int rc = weft_signal_wait(a->sig);
   if (rc < 0) return rc;
-  fprintf(stderr, "echo_server: shutting down (%zu connections)\n",
-          weft_server_connections(a->srv));
+  fprintf(stderr, "echo_server: %s, shutting down (%zu connections)\n",
+          strsignal(rc), weft_server_connections(a->srv));
   rc = weft_server_shutdown(a->srv, weft_now() + WEFT_SEC(5));
   if (rc == -ETIMEDOUT) fprintf(stderr, "echo_server: cancelled the stragglers\n");
   return 0;
@@ -85,9 +79,22 @@ static int wait_signal(void *arg) {
 static int serve_main(void *arg) {
   int port = *(int *)arg;
   app a = {0};
+  /* The watch catches SIGINT and SIGTERM from here on (before anyone can
+   * know the server is up), whatever thread the kernel gives them to;
+   * closing it puts the previous handlers back. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  a.sig = weft_signal_open(&set);
+  if (!a.sig) {
+    fprintf(stderr, "echo_server: weft_signal_open: %s\n", weft_strerror(errno));
+    return 1;
+  }
   a.srv = weft_tcp_listen(NULL, port, NULL); /* every address, v4 and v6 */
   if (!a.srv) {
     fprintf(stderr, "echo_server: listen on port %d: %s\n", port, weft_strerror(errno));
+    weft_signal_close(a.sig);
     return 1;
   }
   weft_group *g = weft_group_open();
@@ -105,6 +112,7 @@ static int serve_main(void *arg) {
   }
   rc = weft_group_close(g, NULL);
   weft_server_close(a.srv);
+  weft_signal_close(a.sig);
   return rc ? 1 : 0;
 }
 
@@ -168,12 +176,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [PORT]\n", argv[0]);
     return 2;
   }
-  /* SIGINT/SIGTERM are read from a signalfd: block them first (in the
-   * main thread, before the pool's threads exist, so all inherit it). */
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
   return weft_run(serve_main, &port);
 }

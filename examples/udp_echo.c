@@ -16,13 +16,13 @@
  * transport.sendto(data, addr)           weft_udp_send_to(u, buf, n, addr, len)
  * datagram_received(data, addr)          n = weft_udp_recv(u, buf, cap, &from, &len)
  * transport.close()                      weft_udp_close(u)
+ * loop.add_signal_handler(SIGTERM, ...)  weft_signal_open(&set), weft_signal_wait
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -57,60 +57,57 @@ static int echo_server(void *arg) {
 
 typedef struct {
   int port;
-  int sigfd;
+  weft_signal *sig; /* SIGINT, SIGTERM */
   weft_group *g;
 } serve_state;
 
 static int signal_waiter(void *arg) {
   serve_state *s = arg;
-  for (;;) {
-    struct signalfd_siginfo si;
-    ssize_t r = read(s->sigfd, &si, sizeof si);
-    if (r == (ssize_t)sizeof si) {
-      fprintf(stderr, "udp_echo: signal %u, stopping\n", si.ssi_signo);
-      weft_group_cancel(s->g);
-      return 0;
-    }
-    int rc = weft_wait_fd(s->sigfd, WEFT_READABLE);
-    if (rc < 0) return rc == -ECANCELED ? 0 : rc;
-  }
+  int rc = weft_signal_wait(s->sig);
+  if (rc < 0) return rc == -ECANCELED ? 0 : rc;
+  fprintf(stderr, "udp_echo: signal %d, stopping\n", rc);
+  weft_group_cancel(s->g);
+  return 0;
 }
 
 static int serve_main(void *arg) {
   serve_state *s = arg;
+  /* Caught from here on, whatever thread the kernel gives them to;
+   * weft_signal_close (or the end of weft_run) puts the previous
+   * handlers back. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  s->sig = weft_signal_open(&set);
+  if (!s->sig) return -errno;
   weft_udp *u = weft_udp_bind(NULL, s->port, NULL);
   if (!u) {
-    fprintf(stderr, "udp_echo: bind port %d: %s\n", s->port, weft_strerror(errno));
-    return -errno;
+    int e = errno;
+    fprintf(stderr, "udp_echo: bind port %d: %s\n", s->port, weft_strerror(e));
+    weft_signal_close(s->sig);
+    return -e;
   }
   printf("udp_echo: echoing on UDP port %d (Ctrl-C stops)\n", weft_udp_port(u));
   fflush(stdout);
   s->g = weft_group_open();
   if (!s->g) {
+    int e = errno;
     weft_udp_close(u);
-    return -errno;
+    weft_signal_close(s->sig);
+    return -e;
   }
   weft_group_spawn(s->g, echo_server, u, NULL);
   weft_group_spawn(s->g, signal_waiter, s, NULL);
   int rc = weft_group_close(s->g, NULL);
   weft_udp_close(u);
+  weft_signal_close(s->sig);
   return rc;
 }
 
 static int serve(int port) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigprocmask(SIG_BLOCK, &set, NULL);
   serve_state s = {.port = port};
-  s.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (s.sigfd < 0) {
-    perror("signalfd");
-    return 1;
-  }
   int rc = weft_run(serve_main, &s);
-  close(s.sigfd);
   if (rc) fprintf(stderr, "udp_echo: %s\n", weft_strerror(rc));
   return rc ? 1 : 0;
 }

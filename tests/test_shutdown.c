@@ -231,3 +231,30 @@ Test(shutdown, group_children_cancelled, .timeout = 10) {
   cr_assert_eq(weft_run_with(&c, group_main, &n), -ECANCELED);
   cr_assert_eq(n, 3);
 }
+
+/* A signal watch that includes SIGINT takes it while it is open (the
+ * main task is not cancelled); once closed, SIGINT cancels again. */
+static int watch_main(void *arg) {
+  int *rc = arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  weft_signal *w = weft_signal_open(&set);
+  if (!w) return -errno;
+  raise(SIGINT);
+  rc[0] = weft_signal_wait(w);
+  rc[1] = weft_sleep(WEFT_MS(20)); /* not cancelled */
+  weft_signal_close(w);
+  raise(SIGINT);
+  rc[2] = weft_sleep(WEFT_SEC(20));
+  return 0;
+}
+
+Test(shutdown, watch_takes_precedence, .timeout = 10) {
+  weft_config c = shutdown_cfg();
+  int rc[3] = {1, 1, 1};
+  cr_assert_eq(weft_run_with(&c, watch_main, rc), 0);
+  cr_assert_eq(rc[0], SIGINT);
+  cr_assert_eq(rc[1], 0);
+  cr_assert_eq(rc[2], -ECANCELED);
+}

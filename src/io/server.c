@@ -70,7 +70,6 @@ static int server_layer = -1;
 typedef struct conn {
   weft_server *srv;
   weft_stream *s;
-  bool running;      /* conn_main began: it cleans up */
   char peer[128];
 } conn;
 
@@ -312,7 +311,7 @@ static void report(weft_server *srv, const char *peer, int code, const char *msg
 static int conn_main(void *arg) {
   conn *c = arg;
   weft_server *srv = c->srv;
-  c->running = true;
+  weft__cur()->arg = NULL; /* conn_exit: this one cleans up itself */
   int rc = srv->fn(c->s, srv->arg);
   if (rc < 0 && rc != -ECANCELED)
     report(srv, c->peer, rc, weft__task_msg(weft_current()));
@@ -341,7 +340,6 @@ static void start_conn(weft_server *srv, int fd, const struct sockaddr *peer,
   }
   weft__stream_hold(c->s);
   weft_spawn_opts so = {.name = c->peer, .stack_size = srv->opts.stack_size};
-  c->running = false;
   srv->nconn++;
   weft_task *t = weft_group_spawn(srv->g, conn_main, c, &so);
   if (!t) {
@@ -362,7 +360,7 @@ static void start_conn(weft_server *srv, int fd, const struct sockaddr *peer,
 static void conn_exit(weft_loop *L, weft_task *t) {
   (void)L;
   conn *c = t->arg;
-  if (c->running) return; /* conn_main cleaned up */
+  if (!c) return; /* conn_main ran and cleaned up */
   weft_server *srv = c->srv;
   if (t->result == -ENOMEM) {
     report(srv, c->peer, -ENOMEM, "no memory for the handler's task");
