@@ -37,6 +37,21 @@ static inline int count_fds(void) {
   return n - 1;
 }
 
+/* Whether `name` is an executable on PATH (a peer a test runs). */
+static inline bool have_prog(const char *name) {
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/bin:/bin";
+  char buf[4096];
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, name);
+    if (access(buf, X_OK) == 0) return true;
+    path += n;
+    if (*path == ':') path++;
+  }
+  return false;
+}
+
 /* Generous upper bound for "returns at once" / "wakes soon after" checks:
  * tests run in parallel on loaded CI machines and under qemu. */
 #define T_SLACK WEFT_SEC(2)

@@ -12,139 +12,8 @@
  * (cross builds under qemu).
  */
 #define _GNU_SOURCE
-#include <libgen.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-
 #include "helpers.h"
-
-extern char **environ;
-
-static bool have_prog(const char *name) {
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/bin:/bin";
-  char buf[4096];
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, name);
-    if (access(buf, X_OK) == 0) return true;
-    path += n;
-    if (*path == ':') path++;
-  }
-  return false;
-}
-
-/* The example binary: bin/example-http_hello next to this test. */
-static bool example_path(char *out, size_t cap) {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return false;
-  self[n] = '\0';
-  snprintf(out, cap, "%s/example-http_hello", dirname(self));
-  return access(out, X_OK) == 0;
-}
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t l = sizeof a;
-  int port = -1;
-  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) close(fd);
-  return port;
-}
-
-/* ---- the server ------------------------------------------------------ */
-
-typedef struct {
-  pid_t pid;
-  int out; /* its stdout */
-  int port;
-} server;
-
-static bool server_try(server *s, const char *path, char *line, size_t cap);
-
-/* Starts the example on a free port and waits for its banner. Skips the
- * test when it cannot run here. */
-static void server_start(server *s) {
-  char path[PATH_MAX + 32];
-  if (!example_path(path, sizeof path)) cr_skip_test("no example-http_hello next to this test");
-  char line[256] = "";
-  /* The free port may be taken by someone else before the server binds
-   * it: then try another. */
-  for (int i = 0; i < 3; i++)
-    if (server_try(s, path, line, sizeof line)) return;
-  cr_assert_fail("the server did not start: [%s]", line);
-}
-
-/* One attempt: true once the server says it serves. */
-static bool server_try(server *s, const char *path, char *line, size_t cap) {
-  s->port = free_port();
-  cr_assert_gt(s->port, 0);
-  char ps[16];
-  snprintf(ps, sizeof ps, "%d", s->port);
-  int p[2];
-  cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-  /* A cross build runs its tests under an emulator (qemu-aarch64), which
-   * cannot exec a target binary by itself: CMake names it here. */
-  const char *emu = getenv("WEFT_TEST_EMULATOR");
-  char *argv[] = {(char *)path, ps, NULL};
-  char *eargv[] = {(char *)emu, (char *)path, ps, NULL};
-  int rc = emu && *emu ? posix_spawnp(&s->pid, emu, &fa, NULL, eargv, environ)
-                       : posix_spawn(&s->pid, path, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(p[1]);
-  if (rc != 0) {
-    close(p[0]);
-    cr_skip_test("cannot spawn %s: %s", path, strerror(rc));
-  }
-  s->out = p[0];
-  /* "http_hello: serving http://127.0.0.1:PORT/ ..." */
-  size_t n = 0;
-  while (n + 1 < cap) {
-    struct pollfd pfd = {.fd = s->out, .events = POLLIN};
-    if (poll(&pfd, 1, 10000) <= 0) break;
-    ssize_t r = read(s->out, line + n, 1);
-    if (r <= 0 || line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
-  if (!strstr(line, "serving")) {
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    close(s->out);
-    return false;
-  }
-  return true;
-}
-
-/* SIGTERM; it must exit, with status 0, within 5 s. */
-static void server_stop(server *s) {
-  cr_assert_eq(kill(s->pid, SIGTERM), 0);
-  int st = 0;
-  pid_t r = 0;
-  for (int i = 0; i < 500 && r == 0; i++) {
-    r = waitpid(s->pid, &st, WNOHANG);
-    if (r == 0) usleep(10000);
-  }
-  if (r == 0) {
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &st, 0);
-  }
-  close(s->out);
-  cr_assert_neq(r, 0, "the server did not exit within 5 s of SIGTERM");
-  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server exited with status 0x%x", st);
-}
+#include "example_server.h"
 
 /* ---- running clients --------------------------------------------------- */
 
@@ -214,7 +83,7 @@ static char out[1 << 16], err[1 << 16];
 Test(http, curl, .timeout = 60) {
   if (!have_prog("curl")) cr_skip_test("no curl");
   server s;
-  server_start(&s);
+  server_start(&s, "http_hello");
   char url[64], url2[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
   snprintf(url2, sizeof url2, "http://127.0.0.1:%d/some/path?q=1", s.port);
@@ -260,7 +129,7 @@ Test(http, curl, .timeout = 60) {
 Test(http, wrk, .timeout = 60) {
   if (!have_prog("wrk")) cr_skip_test("no wrk");
   server s;
-  server_start(&s);
+  server_start(&s, "http_hello");
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
   char *a[] = {"wrk", "-t1", "-c10", "-d1s", url, NULL};
@@ -322,7 +191,7 @@ static const char *py_raw =
 Test(http, raw_python, .timeout = 60) {
   if (!have_prog("python3")) cr_skip_test("no python3");
   server s;
-  server_start(&s);
+  server_start(&s, "http_hello");
   char ps[16];
   snprintf(ps, sizeof ps, "%d", s.port);
   char *a[] = {"python3", "-c", (char *)py_raw, ps, NULL};

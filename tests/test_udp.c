@@ -25,19 +25,6 @@ extern char **environ;
 /* Helpers                                                            */
 /* ---------------------------------------------------------------- */
 
-static bool have_prog(const char *name) {
-  const char *path = getenv("PATH");
-  if (!path) path = "/usr/bin:/bin";
-  char buf[4096];
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, name);
-    if (access(buf, X_OK) == 0) return true;
-    path += n;
-    if (*path == ':') path++;
-  }
-  return false;
-}
 
 static bool have_ipv6_loopback(void) {
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
