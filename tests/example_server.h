@@ -18,7 +18,6 @@
 
 extern char **environ;
 
-
 /* The example binary bin/example-<name> next to this test. */
 static inline bool example_path(const char *name, char *out, size_t cap) {
   char self[PATH_MAX];
