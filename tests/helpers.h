@@ -52,6 +52,12 @@ static inline bool have_prog(const char *name) {
   return false;
 }
 
+/* Run by an emulator (qemu-user, a cross build: CMake sets the variable). */
+static inline bool under_emulator(void) {
+  const char *e = getenv("WEFT_TEST_EMULATOR");
+  return e && *e;
+}
+
 /* Generous upper bound for "returns at once" / "wakes soon after" checks:
  * tests run in parallel on loaded CI machines and under qemu. */
 #define T_SLACK WEFT_SEC(2)

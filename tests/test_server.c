@@ -754,12 +754,6 @@ static int64_t cpu_ns(void) {
          (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
 }
 
-/* Run by an emulator (qemu-user, a cross build: CMake sets the variable). */
-static bool under_emulator(void) {
-  const char *e = getenv("WEFT_TEST_EMULATOR");
-  return e && *e;
-}
-
 static int max_fd(void) {
   DIR *d = opendir("/proc/self/fd");
   int m = 0;

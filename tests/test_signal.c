@@ -544,8 +544,12 @@ static int bad_main(void *arg) {
   pthread_join(th, &ret);
   CHECK((intptr_t)ret == 0);
   CHECK(o.rc_wait == WEFT_ELOOP && o.rc_close == WEFT_ELOOP);
-  CHECK(raise(SIGRTMAX) == 0);
-  CHECK(weft_signal_wait(w) == SIGRTMAX);
+  /* qemu-user keeps the highest realtime signals for itself: raise
+   * fails there (the watch was accepted all the same). */
+  if (!under_emulator()) {
+    CHECK(raise(SIGRTMAX) == 0);
+    CHECK(weft_signal_wait(w) == SIGRTMAX);
+  }
   CHECK(weft_signal_close(w) == 0);
   return 0;
 }
