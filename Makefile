@@ -120,7 +120,7 @@ core: deps
 valgrind:
 	@$(DEPS) base valgrind
 	$(CMAKE) -S . -B build-valgrind -DWEFT_TEST_SHIM=ON -DCMAKE_BUILD_TYPE=Debug -DWEFT_TEST_EXCLUDE='^test_scale' \
-	  "-DWEFT_TEST_WRAPPER=valgrind;-q;--error-exitcode=1;--leak-check=full;--errors-for-leak-kinds=definite;--trace-children=yes;--trace-children-skip=*/sh,*/bash,*/env,*python*,*/socat,*/nc,*/curl,*/wrk" \
+	  "-DWEFT_TEST_WRAPPER=valgrind;-q;--error-exitcode=1;--leak-check=full;--errors-for-leak-kinds=definite;--trace-children=yes;--trace-children-skip=*/sh,*/bash,*/env,*python*,*/socat,*/nc,*/curl,*/wrk,*/true,*/false,*/cat,*/head,*/sleep,*/seq,*/grep,*/wc,*/tr,*/sort,*/printf,*/ls,*/pwd,*/setsid,*/yes" \
 	  $(CMAKE_FLAGS)
 	$(CMAKE) --build build-valgrind -j$(JOBS)
 	WEFT_TIMEOUT_SCALE="$${WEFT_TIMEOUT_SCALE:-10}" $(CTEST) --test-dir build-valgrind $(CTEST_ARGS)

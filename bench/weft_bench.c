@@ -691,6 +691,59 @@ static int w_fdwait(struct bench *b) {
 }
 
 /* ------------------------------------------------------------------ */
+/* spawn_proc: n runs of /bin/true, 10 at a time                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Peers: bench/peers/spawn_proc.go (os/exec, 10 goroutines) and
+ * bench/peers/spawn_proc.py (asyncio create_subprocess_exec, 10 workers);
+ * bench/proc.sh runs all three. 10 worker tasks in a group, each doing
+ * n / 10 x {weft_proc_spawn("/bin/true") with every stdio inherited;
+ * weft_proc_wait; weft_proc_close}, and checking the status is 0.
+ * ns_per_op = wall / n processes: the fork (vfork) and exec, the child's
+ * run, the pidfd, the wait and the reap.
+ */
+#define PROC_WORKERS 10
+
+struct proc_state {
+  long left; /* processes not yet started */
+  int rc;
+};
+
+static int proc_worker(void *arg) {
+  struct proc_state *st = arg;
+  static const char *const argv[] = {"/bin/true", NULL};
+  while (st->left > 0) {
+    st->left--;
+    weft_proc *p = weft_proc_spawn(argv, NULL);
+    if (!p) return st->rc = fail("weft_proc_spawn", -errno);
+    int status = -1;
+    int rc = weft_proc_wait(p, &status);
+    weft_proc_close(p);
+    if (rc) return st->rc = fail("weft_proc_wait", rc);
+    if (status) return st->rc = fail("/bin/true's status", -EPROTO);
+  }
+  return 0;
+}
+
+static int w_spawn_proc(struct bench *b) {
+  struct proc_state st = {.left = b->n};
+  double t0 = now_s();
+  weft_group *g = weft_group_open();
+  if (!g) return fail("weft_group_open", -errno);
+  int rc = 0;
+  for (int i = 0; i < PROC_WORKERS; i++)
+    if (!weft_group_spawn(g, proc_worker, &st, NULL)) {
+      rc = fail("weft_group_spawn", -errno);
+      weft_group_cancel(g);
+      break;
+    }
+  int crc = close_group(g);
+  b->wall = now_s() - t0;
+  return rc ? rc : crc ? crc : st.rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* The table                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -713,6 +766,7 @@ static const struct workload {
     {"semaphore", 100000, w_semaphore},
     {"gather", 100000, w_gather},
     {"fdwait", 100000, w_fdwait},
+    {"spawn_proc", 1000, w_spawn_proc},
 };
 
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])

@@ -58,6 +58,12 @@ static inline bool under_emulator(void) {
   return e && *e;
 }
 
+/* Run under valgrind (its preload library is in the environment). */
+static inline bool under_valgrind(void) {
+  const char *p = getenv("LD_PRELOAD");
+  return p && strstr(p, "vgpreload");
+}
+
 /* Generous upper bound for "returns at once" / "wakes soon after" checks:
  * tests run in parallel on loaded CI machines and under qemu. */
 #define T_SLACK WEFT_SEC(2)

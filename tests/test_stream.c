@@ -260,6 +260,68 @@ static int read_partial_main(void *arg) {
 
 Test(stream, read_partial, .timeout = 10) { run_checked(read_partial_main, NULL); }
 
+/* A reader whose data is always there never waits, yet it must not hold
+ * the loop: another task runs, and a deadline fires, while it reads
+ * 64 KiB one byte per call out of a full buffer. */
+static int ticker(void *arg) {
+  long *ticks = arg;
+  for (;;) {
+    (*ticks)++;
+    if (weft_yield() < 0) return 0;
+  }
+}
+
+static int always_ready_main(void *arg) {
+  (void)arg;
+  weft_stream_opts o = {.limit = 1 << 20};
+  weft_stream_pair p = weft_stream_socketpair(&o);
+  static char big[65536];
+  memset(big, 'x', sizeof big);
+  cr_assert_eq(weft_stream_write(p.a, big, sizeof big), 0);
+  cr_assert_eq(weft_stream_drain(p.a), 0);
+  char c;
+  cr_assert_eq(weft_stream_read_exactly(p.b, &c, 1), 0); /* fills the buffer */
+  long ticks = 0;
+  weft_task *t = weft_spawn(ticker, &ticks, NULL);
+  long before = -1;
+  size_t got = 1;
+  while (got < sizeof big) {
+    cr_assert_eq(weft_stream_read(p.b, &c, 1), 1);
+    if (got++ == 1000) before = ticks;
+  }
+  /* The ticker ran while the reader had data all along. */
+  cr_assert_gt(before, 0, "no other task ran during 1000 ready reads");
+  cr_assert_gt(ticks, 500); /* about one per 64 reads */
+  /* A deadline fires while reads are always ready. */
+  cr_assert_eq(weft_stream_write(p.a, big, sizeof big), 0);
+  cr_assert_eq(weft_stream_drain(p.a), 0);
+  cr_assert_eq(weft_stream_read_exactly(p.b, &c, 1), 0);
+  weft_scope sc;
+  weft_scope_open_after(&sc, 0); /* already due: fires at the next turn */
+  int rc = 0;
+  size_t n = 0;
+  while (n < sizeof big - 1 && (rc = (int)weft_stream_read(p.b, &c, 1)) == 1) n++;
+  cr_assert_eq(weft_scope_close(&sc), -ETIMEDOUT);
+  cr_assert_eq(rc, -ECANCELED);
+  /* A turn of the loop (timers) comes every WEFT__BUDGET dispatches:
+   * with the ticker, a few thousand reads; without the yields, never
+   * before the data ran out. */
+  cr_assert_lt(n, sizeof big / 4, "the deadline waited %zu reads", n);
+  /* Nothing was lost: the rest is still there, to the byte. */
+  static char rest[65536];
+  cr_assert_eq(weft_stream_read_exactly(p.b, rest, sizeof big - 1 - n), 0);
+  cr_assert_eq(weft_stream_read_buffered(p.b), 0);
+  weft_cancel(t);
+  cr_assert_eq(weft_join(t), 0);
+  cr_assert_eq(weft_stream_close(p.a), 0);
+  cr_assert_eq(weft_stream_close(p.b), 0);
+  return 0;
+}
+
+Test(stream, always_ready_yields, .timeout = 10) {
+  run_checked(always_ready_main, NULL);
+}
+
 static int readexactly_main(void *arg) {
   (void)arg;
   weft_stream_pair p = weft_stream_socketpair(NULL);

@@ -115,8 +115,9 @@ WEFT_API weft_stream *weft_proc_stderr(weft_proc *p);
  * 0 at once every time. Several tasks may wait. The wait is a pidfd the
  * loop watches (Linux 5.3+), or SIGCHLD on older kernels (chosen at run
  * time; WEFT_PROC_PIDFD=0 in the environment forces the fallback).
- * -ECANCELED (the child is untouched; wait again later), -EINVAL,
- * WEFT_ELOOP, WEFT_ENOTASK. */
+ * -ECANCELED (the child is untouched; wait again later), -EBADF
+ * (another task closed p meanwhile: p is gone), -EINVAL, WEFT_ELOOP,
+ * WEFT_ENOTASK. */
 WEFT_API int weft_proc_wait(weft_proc *p, int *status);
 /* The status if the child has exited (as weft_proc_wait's), without
  * waiting: 0 and *status set, or -EAGAIN (still running), -EINVAL. */
@@ -159,7 +160,9 @@ typedef struct weft_proc_io {
  * reading and waiting go on, and this is returned at the end unless
  * another error is); WEFT_ELIMIT (stdout or stderr went over the limit:
  * it returns at once, the child still runs); -ECANCELED; read errors;
- * -EINVAL; WEFT_ELOOP. Free io's buffers with weft_proc_io_free. */
+ * -EINVAL (also: input_len > 0 and stdin is not a pipe); WEFT_ELOOP.
+ * io->out / io->err are set anew (a pipe that gave nothing: "", not a
+ * pipe: NULL). Free io's buffers with weft_proc_io_free. */
 WEFT_API int weft_proc_communicate(weft_proc *p, weft_proc_io *io);
 /* Frees io->out and io->err and sets them NULL (io NULL: nothing). */
 WEFT_API void weft_proc_io_free(weft_proc_io *io);
@@ -168,19 +171,26 @@ WEFT_API void weft_proc_io_free(weft_proc_io *io);
  * input, nothing collected), waits. If the caller is cancelled meanwhile
  * the child is sent SIGTERM, given `grace` ns to exit (0: 5 s), then
  * SIGKILL, and reaped before this returns -ECANCELED: the child never
- * outlives the call. Returns 0 with io->status (when io) set, or the
- * errors of weft_proc_spawn (as -errno) and weft_proc_communicate. */
+ * outlives the call (so also after WEFT_ELIMIT or a read error). Returns
+ * 0 with io->status (when io) set, or the errors of weft_proc_spawn (as
+ * -errno) and weft_proc_communicate (-EINVAL for input without a stdin
+ * pipe comes before any child starts). */
 WEFT_API int weft_proc_run(const char *const argv[],
                            const weft_proc_opts *opts, weft_proc_io *io,
                            int64_t grace);
 
-/* Frees p and its streams. A child still running is not signalled: it
+/* Frees p and its streams (bytes still buffered for stdin are dropped:
+ * weft_stream_write_eof first to flush them). Tasks waiting in
+ * weft_proc_wait on p wake with -EBADF; no other call on p may be under
+ * way. A child still running is not signalled: it
  * runs on and the loop reaps it when it exits (no zombie). When the loop
  * ends (weft_run returns, weft_runner_close), children of the loop still
  * running, closed or not, are sent SIGKILL and reaped, so that none
- * outlives the program's run unseen; a program that wants a child to
- * outlive it starts it in its own session (e.g. via setsid(1)).
- * 0, -EINVAL, WEFT_ELOOP. */
+ * outlives the program's run unseen; a program that wants a program to
+ * outlive it starts it through a child that exits at once (e.g. argv
+ * {"setsid", "-f", prog, ...}: the program is then not weft's child). The
+ * handles not closed by then are freed with the loop (with their
+ * streams): do not use them after it ended. 0, -EINVAL, WEFT_ELOOP. */
 WEFT_API int weft_proc_close(weft_proc *p);
 
 /* ------------------------------------------------------------------ */

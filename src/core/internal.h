@@ -251,6 +251,8 @@ struct weft_loop {
   int64_t spin_ns;        /* weft_config.poll_spin: 0 never */
   bool stopping;          /* root finished: cancel and reap the rest */
   weft_task *root;        /* the running root task (weft_run's main) */
+  int coop_left;          /* I/O calls the running step may make before
+                             one yields (weft__checkpoint_io) */
   /* weft_config.shutdown_signals (shutdown.c): the slot in the table its
    * signal handler reads (-1: not asked for), and what the handler
    * marks: a first signal was seen during this run, one awaits the
@@ -568,6 +570,15 @@ static inline int weft__checkpoint(weft_task *t) {
   if (weft__likely(!(t->scope->flags & SC_EFFECTIVE))) return 0;
   t->scope->flags |= SC_DELIVERED;
   return -ECANCELED;
+}
+/* The checkpoint at the entry of a call that does I/O and waits only
+ * when its fd is not ready: weft__checkpoint, and every WEFT__COOP_OPS
+ * such calls within one step (a task whose data is always there would
+ * never suspend), a yield (see loop.c). 0 or -ECANCELED. */
+#define WEFT__COOP_OPS 64
+static inline int weft__checkpoint_io(weft_loop *L, weft_task *t) {
+  if (weft__unlikely(--L->coop_left <= 0)) return weft_yield();
+  return weft__checkpoint(t);
 }
 /* The body of a task that has a stack: at the top of it, below the
  * stack's descriptor. Derived, not stored: the record stays small. */

@@ -15,6 +15,11 @@
  * freed on the far side of the switch (L->zombie), since it is still
  * running on it.
  *
+ * A task whose I/O is always ready never suspends by itself (a reader
+ * that always finds data): the I/O layers' entry checkpoint
+ * (weft__checkpoint_io) yields after WEFT__COOP_OPS such calls in one
+ * step, so that timers fire and others run (Tokio's cooperative budget).
+ *
  * Known limits: a task that never reaches a checkpoint starves the others
  * (cooperative scheduling; debug mode names it); the ready queue is FIFO
  * with no priorities.
@@ -102,6 +107,7 @@ void weft__ready_front(weft_loop *L, weft_task *t) {
 static inline void begin_step(weft_loop *L, weft_task *t) {
   t->state = WEFT__T_RUNNING;
   L->current = t;
+  L->coop_left = WEFT__COOP_OPS;
   WEFT__INSTR(L, step_begin, t);
 }
 

@@ -20,6 +20,17 @@
 
 #include "ctx/valgrind_compat.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define WEFT__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WEFT__TSAN 1
+#endif
+#endif
+#ifndef WEFT__TSAN
+#define WEFT__TSAN 0
+#endif
+
 struct weft__poller {
   int epfd;
   int wakefd; /* eventfd: written by weft__poller_wake */
@@ -89,9 +100,12 @@ int weft__poller_wait(weft__poller *p, weft__pevent *out, int max,
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
   /* epoll_pwait2 takes nanoseconds: timers fire on time, not rounded up
    * to the next millisecond. Kernels before 5.11 lack it: fall back. */
-  /* -1: unknown, 0: use it, 1: not available (valgrind 3.19 lacks it) */
+  /* -1: unknown, 0: use it, 1: not available (valgrind 3.19 lacks it;
+   * gcc 12's ThreadSanitizer does not intercept it, and holds back a
+   * signal that arrives during the wait until the next call it does
+   * intercept: a signal handler that wakes the loop would wait too). */
   static __thread int no_pwait2 __attribute__((tls_model("initial-exec"))) = -1;
-  if (no_pwait2 < 0) no_pwait2 = RUNNING_ON_VALGRIND ? 1 : 0;
+  if (no_pwait2 < 0) no_pwait2 = RUNNING_ON_VALGRIND || WEFT__TSAN ? 1 : 0;
   if (!no_pwait2) {
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {

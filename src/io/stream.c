@@ -453,7 +453,7 @@ static inline int enter_wait(const weft_stream *s, const char *func) {
   weft_task *t = L->current;
   if (weft__unlikely(!t)) return weft__misuse(func, WEFT_ENOTASK);
   if (weft__unlikely(s->flags & F_CLOSED)) return -EBADF;
-  return weft__checkpoint(t);
+  return weft__checkpoint_io(L, t);
 }
 
 static inline bool in_task(void) {

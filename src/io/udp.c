@@ -174,7 +174,7 @@ static inline int enter(const weft_udp *u, const char *func) {
   if (weft__unlikely(L != u->loop)) return weft__misuse(func, WEFT_ELOOP);
   weft_task *t = L->current;
   if (weft__unlikely(!t)) return weft__misuse(func, WEFT_ENOTASK);
-  return weft__checkpoint(t);
+  return weft__checkpoint_io(L, t);
 }
 
 static int send_dgram(weft_udp *u, const void *buf, size_t n,
