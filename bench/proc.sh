@@ -6,7 +6,8 @@
 # Builds weft-bench (Release, in its own build directory, as bench/run.sh
 # does) and the Go peer (bench/peers/spawn_proc.go), then runs weft, Go
 # (GOMAXPROCS=1 and 2, as the peer kit), asyncio (Debian's python3, and
-# CPython 3.13 if present) and uvloop (if importable) alternately REPS
+# CPython 3.13 if present), uvloop (if importable) and the floor (a plain
+# C loop of posix_spawn + waitpid, bench/peers/spawn_floor.c) alternately REPS
 # times, one process per run, every raw JSON line to stderr, and prints a
 # Markdown table of the medians and each peer's time over weft's.
 #
@@ -44,6 +45,8 @@ fi
 [ -x "$weft" ] || { echo "proc.sh: no weft-bench binary at $weft" >&2; exit 1; }
 
 peers=(weft)
+cc -O2 -o "$tmp/spawn_floor" "$here/peers/spawn_floor.c" >&2
+peers+=(floor)
 if command -v go >/dev/null; then
   (cd "$here/peers" && GOCACHE=${GOCACHE:-$tmp/gocache} go build -o "$tmp/spawn_proc_go" spawn_proc.go) >&2
   peers+=(go go-mp2)
@@ -64,6 +67,7 @@ pin=()
 run_one() {  # PEER -> one JSON line
   case $1 in
     weft)         env -u WEFT_DEBUG "${pin[@]}" "$weft" spawn_proc --n "$n" ;;
+    floor)        "${pin[@]}" "$tmp/spawn_floor" "$n" ;;
     go)           GOMAXPROCS=1 "${pin[@]}" "$tmp/spawn_proc_go" "$n" ;;
     go-mp2)       GOMAXPROCS=2 "$tmp/spawn_proc_go" "$n" ;;  # never pinned
     asyncio)      "${pin[@]}" /usr/bin/python3 "$here/peers/spawn_proc.py" "$n" ;;
