@@ -185,10 +185,10 @@ void weft__group_child_exit(weft_loop *L, weft_task *t) {
     t->flags &= ~TF_STARTING;
     weft__wake(t->parent_scope->task, t->result < 0 ? t->result : WEFT_ENOTSTARTED);
   } else if (weft__failed(t->result) && !(t->flags & TF_OWNER)) {
-    /* (A task an upper layer owns is that layer's to report: its task_exit
-     * hook sees its end. A server's handler that got no stack fails only
-     * its connection, not the server's group.) */
-    /* A child that ends with -ECANCELED ended cancelled, whatever
+    /* A task an upper layer owns is that layer's to report (its task_exit
+     * hook sees its end): a server's handler that got no stack fails its
+     * connection, not the server's group.
+     * A child that ends with -ECANCELED ended cancelled, whatever
      * cancelled it (the group, weft_cancel, or a scope of its own whose
      * -ECANCELED it passed on): as asyncio's TaskGroup ignores a task that
      * ends in CancelledError, it is not a failure. */

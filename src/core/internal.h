@@ -498,8 +498,9 @@ static inline void weft__task_owner_exit(weft_loop *L, weft_task *t) {
 /* weft_config.shutdown_signals (shutdown.c), for the time of one root
  * task's run. add: the signal handler serves L from now (0, -ENOSPC: 64
  * loops have it already, -errno of sigaction); remove: no longer (waits
- * out a handler under way; nothing if L was not added). check: after a poll that was woken, on L's
- * thread: cancels the root task if a signal asked for it. */
+ * out a handler under way; nothing if L was not added). check: after a
+ * poll that was woken, on L's thread: cancels the root task if a signal
+ * asked for it. */
 WEFT__HIDDEN int weft__shutdown_add(weft_loop *L);
 WEFT__HIDDEN void weft__shutdown_remove(weft_loop *L);
 WEFT__HIDDEN void weft__shutdown_check(weft_loop *L);
