@@ -746,13 +746,15 @@ static int deadline_main(void *arg) {
   cr_assert_eq(weft_proc_wait(p, &st), 0);
   cr_assert_eq(st, -SIGKILL);
   cr_assert_eq(weft_proc_close(p), 0);
-  /* A child that exits while the wait was cancelled: collected later. */
-  const char *s3[] = {"sh", "-c", "exit 3", NULL};
+  /* A child that exits after the wait was cancelled, while nobody
+   * waits: collected later. (It lives a while: one that exits before the
+   * wait looks is simply collected.) */
+  const char *s3[] = {"sh", "-c", "sleep 0.2; exit 3", NULL};
   p = spawn_ok(s3, NULL);
   weft_scope_open_after(&sc, 0);
   cr_assert_eq(weft_proc_wait(p, &st), -ECANCELED);
   weft_scope_close(&sc);
-  weft_sleep(WEFT_MS(100));
+  weft_sleep(WEFT_MS(400));
   cr_assert_eq(weft_proc_wait(p, &st), 0);
   cr_assert_eq(st, 3);
   weft_proc_close(p);
