@@ -154,7 +154,13 @@ int main(int argc, char **argv) {
   cfg.shutdown_signals = true;
   app a = {0};
   if (argc > 1) {
-    a.port = atoi(argv[argc - 1]);
+    char *end;
+    long port = strtol(argv[argc - 1], &end, 10);
+    if (*end || port < 0 || port > 65535) {
+      fprintf(stderr, "usage: %s [PORT]\n", argv[0]);
+      return 2;
+    }
+    a.port = (int)port;
     int rc = weft_run_with(&cfg, serve_main, &a);
     return rc == 0 ? 0 : 1;
   }
