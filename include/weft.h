@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -172,6 +173,22 @@ typedef struct weft_config {
    * takes them instead while it is open. The run returns -ENOSPC if 64
    * loops of the process already use this. */
   bool shutdown_signals;
+  /* A trace file (docs/guide/debugging.md): task spawns, run steps, waits
+   * (with what they waited on) and exits, in the Chrome trace-event JSON
+   * format that Perfetto (ui.perfetto.dev) and chrome://tracing open.
+   * NULL: the environment variable WEFT_TRACE names it, if set. Every
+   * loop of the process that traces writes into the one file, which is
+   * finished when the last of them ends. A file that cannot be opened is
+   * reported on stderr and the loop runs untraced. */
+  const char *trace_path;
+  /* The trace file's size limit in bytes: events past it are dropped and
+   * their number written at the end. 0: WEFT_TRACE_MAX (bytes) if set,
+   * else 64 MiB. */
+  size_t trace_max_bytes;
+  /* The weft-ps socket (docs/guide/debugging.md): 1 lets the weft-ps and
+   * weft-pstree tools of the same user (or root) show this loop's tasks,
+   * 0 not, -1 (default) from the environment variable WEFT_PS=1. */
+  int ps_socket;
 } weft_config;
 
 /* Fills *cfg with the defaults. */
@@ -318,9 +335,41 @@ WEFT_API int weft_tasks_foreach(int (*cb)(weft_task *t, void *arg), void *arg);
  * a task, returns code and records nothing. */
 WEFT_API int weft_fail(int code, const char *fmt, ...) WEFT_PRINTF(2, 3);
 
-/* Prints the tasks of the current loop (id, name, state) to fd.
- * 0, WEFT_ENOTASK, -errno from write. */
-WEFT_API int weft_dump_tasks(int fd);
+/* weft_dump_tasks: the form (one of the first three) and what to show. */
+enum {
+  WEFT_DUMP_TREE = 0,     /* the task tree, for people */
+  WEFT_DUMP_TABLE = 1,    /* one line per task (what weft-ps shows) */
+  WEFT_DUMP_JSON = 2,     /* one JSON document, for tools */
+  WEFT_DUMP_ALL = 0x100,  /* every loop of the process, not only the caller's */
+};
+
+/* asyncio's `ps`/`pstree`: writes the calling loop's tasks to `out`:
+ * groups and their children, cancel scopes (deadline, cancelled,
+ * shielded), and for each task its id, name, state, what it waits on
+ * (a sleep and until when, an fd and its direction, a lock, queue,
+ * event, semaphore, channel or stream by name or address, a join on
+ * which task, a thread-pool job, a process...) and for how long, its
+ * stack's high-water mark, how many times it ran, and its run time (when
+ * the loop measures it: in debug mode, with a trace, or with the weft-ps
+ * socket). docs/guide/debugging.md shows and explains each form.
+ * Not a checkpoint: the caller keeps running. With WEFT_DUMP_ALL, other
+ * loops of the process are asked to dump themselves between two of their
+ * tasks; one that does not answer within a second (a task of it runs
+ * without a checkpoint) is listed as busy. Callable from any thread with
+ * WEFT_DUMP_ALL; without, only on a loop's thread.
+ * 0, -EINVAL (out NULL, or an unknown form), WEFT_ENOTASK (no loop on
+ * the thread, without WEFT_DUMP_ALL), -ENOMEM, -EIO (writing to out
+ * failed). */
+WEFT_API int weft_dump_tasks(FILE *out, int flags);
+
+/* Names a weft object for the task dump and traces: a lock, event,
+ * condition, semaphore, barrier, queue, channel end, rate limiter,
+ * stream, server, UDP socket, process, signal watch, executor or
+ * future: wherever a task waits on it, the dump shows this name beside
+ * its address. The name is copied. NULL removes it; freeing the object
+ * (its _free or _close function) removes it too. Thread-safe. 0, -EINVAL
+ * (object NULL), -ENOMEM. */
+WEFT_API int weft_set_name(const void *object, const char *name);
 
 /* ------------------------------------------------------------------ */
 /* Sleeping and checkpoints                                            */

@@ -330,7 +330,7 @@ Test(error, debug_report_uses_weft_texts, .timeout = 10) {
   int saved = dup(2);
   cr_assert_geq(saved, 0);
   dup2(p[1], 2);
-  int rc = weft_dump_tasks(1);
+  int rc = weft_dump_tasks(stdout, WEFT_DUMP_TREE);
   dup2(saved, 2);
   close(saved);
   close(p[1]);

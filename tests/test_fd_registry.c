@@ -350,27 +350,27 @@ static int cache_main(void *arg) {
   weft__fd_adopt(sv[0]);
   /* Unknown: counts as ready, so the caller tries (and clears). */
   cr_assert_eq(weft__fd_cached(sv[0]), WEFT_READABLE | WEFT_WRITABLE);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, WEFT_FOREVER), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, WEFT_FOREVER, NULL, NULL), WEFT_READABLE);
   cr_assert_eq(io_read(sv[0], buf, sizeof buf), -1);
   cr_assert_eq(errno, EAGAIN);
   cr_assert_eq(weft__fd_cached(sv[0]) & WEFT_READABLE, 0);
   /* Cleared: parks (registering the fd), no spurious wake-up. */
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
   /* Data: the report sets the bit and wakes the waiter. */
   cr_assert_eq(write(sv[1], "abc", 3), 3);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE);
   cr_assert(weft__fd_cached(sv[0]) & WEFT_READABLE);
   /* Not consumed: the cache keeps saying so, without a poll. */
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE);
   /* A short read drains it: the next wait parks. */
   cr_assert_eq(io_read(sv[0], buf, sizeof buf), 3);
   cr_assert_eq(weft__fd_cached(sv[0]) & WEFT_READABLE, 0);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
   /* A read that takes all it asked for leaves the bit set. */
   cr_assert_eq(write(sv[1], "defg", 4), 4);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE);
   cr_assert_eq(io_read(sv[0], buf, 2), 2);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE);
   cr_assert_eq(io_read(sv[0], buf, sizeof buf), 2);
   cr_assert_eq(weft_fd_close(sv[0]), 0);
   cr_assert_eq(weft_fd_close(sv[1]), 0);
@@ -392,16 +392,16 @@ static int between_main(void *arg) {
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   weft__fd_adopt(sv[0]);
   cr_assert_eq(io_read(sv[0], buf, sizeof buf), -1); /* registers on the wait */
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
   for (int i = 0; i < 100; i++) {
     cr_assert_eq(write(sv[1], "0123456789", 10), 10);
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE);
     ssize_t r = read(sv[0], buf, sizeof buf);
     cr_assert_eq(r, 10);
     cr_assert_eq(write(sv[1], "xyz", 3), 3); /* arrives now */
     weft__fd_drained(sv[0], WEFT_READABLE);  /* the clear, after it */
     int64_t t0 = weft_now();
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000)), WEFT_READABLE,
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(5000), NULL, NULL), WEFT_READABLE,
                  "round %d", i);
     cr_assert_lt(weft_now() - t0, WEFT_SEC(1));
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), 3);
@@ -425,25 +425,25 @@ static int stale_main(void *arg) {
   cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   weft__fd_adopt(sv[0]);
   cr_assert_eq(io_read(sv[0], buf, sizeof buf), -1);
-  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(10)), -ETIMEDOUT);
+  cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(10), NULL, NULL), -ETIMEDOUT);
   for (int i = 0; i < 5; i++) {
     /* Queued edge, data read before any poll. */
     cr_assert_eq(write(sv[1], "q", 1), 1);
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), 1); /* short: drained */
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
     /* Report taken (a sleep polls), then the data read. */
     cr_assert_eq(write(sv[1], "r", 1), 1);
     weft_sleep(WEFT_MS(2));
     cr_assert(weft__fd_cached(sv[0]) & WEFT_READABLE);
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), 1);
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
     /* An EAGAIN after a stale report clears as well. */
     cr_assert_eq(write(sv[1], "s", 1), 1);
     weft_sleep(WEFT_MS(2));
     cr_assert_eq(read(sv[0], buf, sizeof buf), 1); /* behind the cache's back */
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), WEFT_READABLE);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), WEFT_READABLE);
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), -1);
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20)), -ETIMEDOUT);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(20), NULL, NULL), -ETIMEDOUT);
   }
   cr_assert_eq(weft_fd_close(sv[0]), 0);
   cr_assert_eq(weft_fd_close(sv[1]), 0);
@@ -469,12 +469,12 @@ static int eof_main(void *arg) {
     }
     weft__fd_adopt(sv[0]);
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), -1);
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(10)), -ETIMEDOUT);
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(10), NULL, NULL), -ETIMEDOUT);
     cr_assert_eq(write(sv[1], "last", 4), 4);
     close(sv[1]);
     weft_sleep(WEFT_MS(2)); /* the report: data and the end at once */
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), 4);
-    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(2000)), WEFT_READABLE,
+    cr_assert_eq(weft__fd_wait(sv[0], WEFT_READABLE, in_ms(2000), NULL, NULL), WEFT_READABLE,
                  "kind %d", kind);
     cr_assert_eq(io_read(sv[0], buf, sizeof buf), 0);
     cr_assert_eq(weft_fd_close(sv[0]), 0);
@@ -564,7 +564,7 @@ static int io_acceptor(void *arg) {
     }
     if (errno != EAGAIN) return 0;
     weft__fd_clear(s->lfd, WEFT_READABLE);
-    int rc = weft__fd_wait(s->lfd, WEFT_READABLE, in_ms(5000));
+    int rc = weft__fd_wait(s->lfd, WEFT_READABLE, in_ms(5000), NULL, NULL);
     if (rc < 0) {
       s->rc[a->id] = rc;
       return 0;
@@ -666,7 +666,7 @@ typedef struct {
 
 static int io_waiter(void *arg) {
   iow *w = arg;
-  w->rc = weft__fd_wait(w->fd, WEFT_READABLE, WEFT_FOREVER);
+  w->rc = weft__fd_wait(w->fd, WEFT_READABLE, WEFT_FOREVER, NULL, NULL);
   return 0;
 }
 
@@ -701,7 +701,7 @@ static int reuse_main(void *arg) {
   cr_assert_eq(weft_join(t), 0);
   cr_assert_eq(w.rc, -ECANCELED);
   cr_assert_eq(write(sv[1], "l", 1), 1);
-  cr_assert_eq(weft__fd_wait(fd, WEFT_READABLE, in_ms(2000)), WEFT_READABLE);
+  cr_assert_eq(weft__fd_wait(fd, WEFT_READABLE, in_ms(2000), NULL, NULL), WEFT_READABLE);
   cr_assert_eq(io_read(fd, buf, sizeof buf), 1);
   /* Parked, then closed through weft: -EBADF. */
   w.rc = 1;

@@ -705,7 +705,7 @@ static void on_before_poll(int64_t timeout, void *arg) {
             "task:%s\n",
             S->prog, S->iter, d);
     print_replay(S);
-    weft_dump_tasks(2);
+    weft_dump_tasks(stderr, WEFT_DUMP_TREE);
     fflush(stderr);
     abort();
   }

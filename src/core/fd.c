@@ -188,8 +188,11 @@ static int table_grow(weft_loop *L, int fd) {
 /* Parks t on fd's queues for `events` until a report, the deadline or a
  * cancellation. `check`: ask the poller to look at the fd (public waits;
  * io waits only until the registration is known good). */
+const weft__wait_kind weft__wk_fd = {"fd", NULL};
+
 static int park_on(weft_loop *L, weft_task *t, int fd, fd_entry *e,
-                   unsigned events, int64_t deadline, bool check) {
+                   unsigned events, int64_t deadline, bool check,
+                   const weft__wait_kind *kind, const void *obj) {
   weft__task_body *b = weft__body(t);
   b->wait_fd = fd;
   b->wait_events = events;
@@ -208,7 +211,7 @@ static int park_on(weft_loop *L, weft_task *t, int fd, fd_entry *e,
       return -ENOMEM;
     }
   }
-  return weft__park(L, t, fd_unpark);
+  return weft__park(L, t, fd_unpark, kind, obj);
 }
 
 static int wait_fd(int fd, int events, int64_t deadline, const char *func) {
@@ -224,7 +227,8 @@ static int wait_fd(int fd, int events, int64_t deadline, const char *func) {
   /* Looked at for every waiter, also when another one already waits for
    * the same: that one's registration may be for a file closed behind
    * our back. */
-  return park_on(L, t, fd, &L->fds[fd], (unsigned)events, deadline, true);
+  return park_on(L, t, fd, &L->fds[fd], (unsigned)events, deadline, true,
+                 &weft__wk_fd, NULL);
 }
 
 int weft_wait_fd(int fd, int events) {
@@ -246,7 +250,8 @@ void weft__fd_adopt(int fd) {
   e->ready = RW; /* unknown: try */
 }
 
-int weft__fd_wait(int fd, int events, int64_t deadline) {
+int weft__fd_wait(int fd, int events, int64_t deadline,
+                  const weft__wait_kind *kind, const void *obj) {
   weft_loop *L = weft__tls_loop;
   weft_task *t = L ? L->current : NULL;
   if (weft__unlikely(!t)) return weft__misuse(__func__, WEFT_ENOTASK);
@@ -259,8 +264,8 @@ int weft__fd_wait(int fd, int events, int64_t deadline) {
   fd_entry *e = &L->fds[fd];
   unsigned hit = e->ready & want;
   if (hit) return (int)hit;
-  return park_on(L, t, fd, e, want, deadline,
-                 !e->registered || !e->checked);
+  return park_on(L, t, fd, e, want, deadline, !e->registered || !e->checked,
+                 kind ? kind : &weft__wk_fd, obj);
 }
 
 unsigned weft__fd_cached(int fd) {

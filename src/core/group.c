@@ -99,6 +99,24 @@ static weft_task *child_new(weft_loop *L, weft_group *g, weft_fn fn, void *arg,
   return t;
 }
 
+static int group_describe(const weft_task *t, const void *obj, char *buf,
+                          size_t n) {
+  (void)t;
+  const weft_group *g = obj;
+  return snprintf(buf, n, "%zu %s left", g->nchildren,
+                  g->nchildren == 1 ? "child" : "children");
+}
+const weft__wait_kind weft__wk_group = {"group close", group_describe};
+
+static int started_describe(const weft_task *t, const void *obj, char *buf,
+                            size_t n) {
+  (void)t;
+  const weft_task *c = obj;
+  return snprintf(buf, n, "task %llu '%s'", (unsigned long long)c->id,
+                  weft_task_name(c));
+}
+const weft__wait_kind weft__wk_started = {"group start", started_describe};
+
 #define check_group(L, g) check_group_(L, g, __func__)
 static int check_group_(weft_loop *L, weft_group *g, const char *func) {
   if (!g) return -EINVAL;
@@ -160,7 +178,7 @@ int weft_group_start(weft_group *g, weft_fn fn, void *arg,
   b->wait_on.started = value;
   /* Never eager: the child's report must find the starter parked. */
   weft__task_start(L, cur, t, false);
-  rc = weft__park(L, cur, NULL);
+  rc = weft__park(L, cur, NULL, &weft__wk_started, t);
   b->wait_on.started = NULL;
   return rc;
 }
@@ -262,7 +280,7 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   if (cur->scope != &g->sc) return -EINVAL;
   while (g->nchildren) {
     g->waiter = cur;
-    weft__park(L, cur, NULL);
+    weft__park(L, cur, NULL, &weft__wk_group, g);
   }
   bool outer = g->sc.parent && (g->sc.parent->flags & SC_EFFECTIVE);
   int rc = g->failed ? WEFT_EGROUP : outer ? -ECANCELED : 0;

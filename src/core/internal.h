@@ -60,6 +60,20 @@ _Static_assert(sizeof(weft__scope) <= sizeof(weft_scope),
 _Static_assert(_Alignof(weft__scope) <= _Alignof(weft_scope),
                "weft_scope under-aligned");
 
+/* ---- what a parked task waits on ------------------------------------- */
+
+/* The kind of a wait, for the task dump and traces (dump.c, trace.c): a
+ * static descriptor, defined by the layer whose call parks (core: sleep,
+ * fd, join, group; sync/: lock, queue get...; io/: stream read...). Each
+ * weft__park names one, with the object waited on (or NULL). */
+typedef struct weft__wait_kind {
+  const char *what; /* "sleep", "lock", "queue get", "stream read" */
+  /* Optional: writes what else is known of t's wait on obj (a queue's
+   * fill, a stream's fd) into buf, snprintf's way; on the loop's thread,
+   * while t is parked. NULL: nothing more. */
+  int (*describe)(const weft_task *t, const void *obj, char *buf, size_t n);
+} weft__wait_kind;
+
 /* ---- tasks ----------------------------------------------------------- */
 
 enum task_state {
@@ -146,6 +160,15 @@ typedef struct weft__task_body {
   } wait_on;
   void *san_fiber;    /* ThreadSanitizer fiber */
   int64_t step_start; /* debug: when the current step began */
+  /* What the task waits on while parked (set by weft__park; stale once
+   * it runs again), and since when (the loop's clock at the park). */
+  const weft__wait_kind *wait_kind;
+  const void *wait_obj;
+  int64_t wait_since;
+  uint64_t nsteps;    /* steps run (times it was switched to) */
+  int64_t run_ns;     /* time spent running, when the loop measures it
+                         (L->stats: debug mode, traces, weft-ps) */
+  int64_t stats_start; /* when the current step began (L->stats) */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
   weft__watch *exit_hooks; /* see weft__watch */
@@ -248,6 +271,11 @@ struct weft_loop {
   int ninstr;
   instr_slot instr[WEFT__MAX_INSTR];
   bool debug;
+  bool stats;             /* measure run time per task (dump.c) */
+  uint64_t seq;           /* the loop's number in the process, from 1 */
+  int tid;                /* its thread (gettid) */
+  weft_loop *reg_next;    /* the process's list of loops (dump.c) */
+  void *trace;            /* the trace writer's state (trace.c), or NULL */
   int64_t spin_ns;        /* weft_config.poll_spin: 0 never */
   bool stopping;          /* root finished: cancel and reap the rest */
   weft_task *root;        /* the running root task (weft_run's main) */
@@ -297,8 +325,12 @@ extern __thread weft_loop *weft__tls_loop
 /* Scheduling (loop.c) */
 static inline void weft__ready(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__ready_front(weft_loop *L, weft_task *t);
+/* Parks t (the current task) until woken: unpark takes it off what it
+ * waits on if it is cancelled (NULL: the wait cannot be interrupted);
+ * kind and obj say what that is (for the task dump and traces). */
 WEFT__HIDDEN int weft__park(weft_loop *L, weft_task *t,
-                            void (*unpark)(weft_task *));
+                            void (*unpark)(weft_task *),
+                            const weft__wait_kind *kind, const void *obj);
 static inline void weft__wake(weft_task *t, int code);
 WEFT__HIDDEN void weft__interrupt(weft_task *t);
 WEFT__HIDDEN void weft__run_eager(weft_loop *L, weft_task *cur, weft_task *child);
@@ -338,6 +370,7 @@ WEFT__HIDDEN void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s);
  * wait: the scope fired and caught the delivery. */
 WEFT__HIDDEN int weft__park_until(weft_loop *L, weft_task *t,
                                   void (*unpark)(weft_task *),
+                                  const weft__wait_kind *kind, const void *obj,
                                   int64_t deadline, bool *expired);
 WEFT__HIDDEN void weft__scope_link(weft__scope *parent, weft__scope *child);
 WEFT__HIDDEN void weft__scope_unlink(weft__scope *s);
@@ -369,7 +402,8 @@ WEFT__HIDDEN void weft__fds_free(weft_loop *L);
  * No system call. Call it on the loop's thread.
  *
  * weft__fd_wait: waits until fd is ready for `events` (WEFT_READABLE
- * and/or WEFT_WRITABLE) as far as the cache knows: returns the cached
+ * and/or WEFT_WRITABLE) as far as the cache knows (kind, obj: what the
+ * wait is for the dump, as for weft__park; NULL kind: "fd"): returns the cached
  * ready ones at once if any (no system call, no switch), else parks
  * until a report names one of them (no system call once the fd is
  * registered). A checkpoint. Returns what weft_wait_fd_until does (the
@@ -388,7 +422,8 @@ WEFT__HIDDEN void weft__fds_free(weft_loop *L);
  * read side has ended. Call either right after the system call, with no
  * switch in between. */
 WEFT__HIDDEN void weft__fd_adopt(int fd);
-WEFT__HIDDEN int weft__fd_wait(int fd, int events, int64_t deadline);
+WEFT__HIDDEN int weft__fd_wait(int fd, int events, int64_t deadline,
+                               const weft__wait_kind *kind, const void *obj);
 WEFT__HIDDEN unsigned weft__fd_cached(int fd);
 WEFT__HIDDEN void weft__fd_clear(int fd, int events);
 WEFT__HIDDEN void weft__fd_drained(int fd, int events);
@@ -511,6 +546,44 @@ WEFT__HIDDEN char *weft__vformat(const char *fmt, __builtin_va_list ap);
  * 0 or -errno. */
 WEFT__HIDDEN int weft__fdprintf(int fd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Core's kinds of wait (loop.c, fd.c, task.c, group.c). */
+extern const weft__wait_kind weft__wk_sleep, weft__wk_fd, weft__wk_join,
+    weft__wk_group, weft__wk_started WEFT__HIDDEN;
+
+/* Looking inside (dump.c). Object names (weft_set_name): the name of obj
+ * copied into buf (NUL-terminated, cut to n - 1): its length, or 0 if it
+ * has none (buf then ""). forget: obj is being freed; every free
+ * function of an object that can be named calls it. Both are cheap while
+ * no object has a name, and thread-safe. */
+WEFT__HIDDEN size_t weft__name_get(const void *obj, char *buf, size_t n);
+WEFT__HIDDEN void weft__name_forget(const void *obj);
+/* The process's list of loops: a loop joins when made (numbered, its
+ * thread noted) and leaves when freed. */
+WEFT__HIDDEN void weft__loop_register(weft_loop *L);
+WEFT__HIDDEN void weft__loop_unregister(weft_loop *L);
+/* Calls fn(L, arg) for every registered loop, newest first, under the
+ * list's mutex, until fn returns non-zero (returned). fn must not block:
+ * to use a loop after, it takes a reference (weft_loop_ref). */
+WEFT__HIDDEN int weft__loops_foreach(int (*fn)(weft_loop *L, void *arg),
+                                     void *arg);
+/* The task dump of every loop of the process (weft_dump_tasks with
+ * WEFT_DUMP_ALL; the weft-ps socket): callable from any thread, loop
+ * threads included. Other loops are asked through their inbox and given
+ * `timeout` ns each to answer (then listed as busy). 0 or -errno. */
+WEFT__HIDDEN int weft__dump_process(FILE *out, int flags, int64_t timeout);
+/* Run-time measurement (L->stats): an instrument that adds each step's
+ * time to the task's run_ns. */
+extern const weft_instrument weft__stats_instrument WEFT__HIDDEN;
+/* Traces (trace.c): start (on loop_new; path from the config or
+ * WEFT_TRACE; nothing if neither) and stop (loop_free: flushes, and the
+ * last loop to stop finishes the file). */
+WEFT__HIDDEN void weft__trace_start(weft_loop *L, const weft_config *cfg);
+WEFT__HIDDEN void weft__trace_stop(weft_loop *L);
+/* The weft-ps socket (ps.c): a loop that asks for it (config or
+ * WEFT_PS=1) joins the process's listener, started with the first. */
+WEFT__HIDDEN void weft__ps_start(weft_loop *L, const weft_config *cfg);
+WEFT__HIDDEN void weft__ps_stop(weft_loop *L);
 
 /* Debug mode (debug.c) */
 WEFT__HIDDEN void weft__debug_start(weft_loop *L);

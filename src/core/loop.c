@@ -108,6 +108,7 @@ static inline void begin_step(weft_loop *L, weft_task *t) {
   t->state = WEFT__T_RUNNING;
   L->current = t;
   L->coop_left = WEFT__COOP_OPS;
+  weft__body(t)->nsteps++;
   WEFT__INSTR(L, step_begin, t);
 }
 
@@ -160,9 +161,13 @@ __attribute__((noinline)) static int switch_away(weft_loop *L, weft_task *cur,
   return rc;
 }
 
-int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *)) {
+int weft__park(weft_loop *L, weft_task *t, void (*unpark)(weft_task *),
+               const weft__wait_kind *kind, const void *obj) {
   weft__task_body *b = weft__body(t);
   b->unpark = unpark;
+  b->wait_kind = kind;
+  b->wait_obj = obj;
+  b->wait_since = L->now;
   t->state = WEFT__T_PARKED;
   if (t->n_unarmed) weft__arm_deadlines(L, t);
   return switch_away(L, t, &t->ctx, SW_PARK);
@@ -244,13 +249,16 @@ static void sleep_unpark(weft_task *t) {
   weft__timers_del(&t->loop->timers, &weft__body(t)->tm);
 }
 
+const weft__wait_kind weft__wk_sleep = {"sleep", NULL};
+
 static int sleep_until(weft_loop *L, weft_task *t, int64_t deadline) {
   if (weft__checkpoint(t)) return -ECANCELED;
-  if (deadline == WEFT_FOREVER) return weft__park(L, t, sleep_unpark);
+  if (deadline == WEFT_FOREVER)
+    return weft__park(L, t, sleep_unpark, &weft__wk_sleep, NULL);
   weft__timer *tm = &weft__body(t)->tm;
   tm->when = deadline;
   if (weft__timers_add(&L->timers, tm) != 0) return -ENOMEM;
-  return weft__park(L, t, sleep_unpark);
+  return weft__park(L, t, sleep_unpark, &weft__wk_sleep, NULL);
 }
 
 int weft_sleep_until(int64_t deadline) {
@@ -288,6 +296,12 @@ void weft__body_init(weft_task *t, weft__task_body *b) {
   b->wait_on.layer = NULL;
   b->san_fiber = NULL;
   b->step_start = 0;
+  b->wait_kind = NULL;
+  b->wait_obj = NULL;
+  b->wait_since = 0;
+  b->nsteps = 0;
+  b->run_ns = 0;
+  b->stats_start = 0;
   weft__timer_init(&b->tm, task_timer_fire);
   weft__scope *r = &b->root;
   r->parent = r->inner = r->child_head = r->prev = r->next = NULL;

@@ -20,10 +20,12 @@ void weft_config_init(weft_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->guard_pages = 1;
   cfg->debug = -1;
+  cfg->ps_socket = -1;
 }
 
-static bool env_debug(void) {
-  const char *e = getenv("WEFT_DEBUG");
+/* An environment variable set to something other than "" or "0". */
+static bool env_flag(const char *name) {
+  const char *e = getenv(name);
   return e && *e && strcmp(e, "0") != 0;
 }
 
@@ -35,7 +37,7 @@ static weft_loop *loop_new(const weft_config *cfg) {
   }
   weft_loop *L = calloc(1, sizeof *L);
   if (!L) return NULL;
-  L->debug = cfg->debug < 0 ? env_debug() : cfg->debug != 0;
+  L->debug = cfg->debug < 0 ? env_flag("WEFT_DEBUG") : cfg->debug != 0;
   L->spin_ns = cfg->poll_spin < 0 ? 0 : cfg->poll_spin ? cfg->poll_spin : WEFT_US(50);
   L->sig_slot = -1;
   L->shutdown_signals = cfg->shutdown_signals;
@@ -56,7 +58,17 @@ static weft_loop *loop_new(const weft_config *cfg) {
   }
   weft__fiber_thread_init();
   weft__tls_loop = L;
+  weft__loop_register(L);
   if (L->debug) weft__debug_start(L);
+  weft__trace_start(L, cfg);
+  weft__ps_start(L, cfg);
+  /* Run time per task, for the dump: when someone is looking. */
+  L->stats = L->debug || L->trace || cfg->ps_socket > 0 ||
+             (cfg->ps_socket < 0 && env_flag("WEFT_PS"));
+  if (L->stats && L->ninstr < WEFT__MAX_INSTR) {
+    L->instr[L->ninstr].ins = &weft__stats_instrument;
+    L->instr[L->ninstr++].arg = NULL;
+  }
   return L;
 fail:
   if (L->poller) {
@@ -84,6 +96,8 @@ static void loop_free(weft_loop *L) {
    * and before the frees, so that such threads are gone (not polling)
    * when the munmaps below shoot TLBs down. */
   weft__layers_stop(L);
+  weft__ps_stop(L);
+  weft__trace_stop(L);
   if (L->debug) weft__debug_stop(L);
   for (weft_task *t = L->all_head, *n; t; t = n) {
     n = t->all_next;
@@ -98,6 +112,7 @@ static void loop_free(weft_loop *L) {
   weft__stacks_destroy(&L->stacks);
   weft__poller_stop(L->poller);
   weft__fds_free(L);
+  weft__loop_unregister(L);
   weft__tls_loop = NULL;
   /* The struct (and the poller's wake channel, which holders of a
    * reference may still use) lives until the last weft_loop_unref. */

@@ -83,11 +83,12 @@ void weft__scope_pop(weft_loop *L, weft_task *t, weft__scope *s) {
 }
 
 int weft__park_until(weft_loop *L, weft_task *t, void (*unpark)(weft_task *),
+                     const weft__wait_kind *kind, const void *obj,
                      int64_t deadline, bool *expired) {
   weft_scope s;
   weft__scope *sc = (weft__scope *)&s;
   weft__scope_push(t, sc, deadline, 0);
-  int rc = weft__park(L, t, unpark);
+  int rc = weft__park(L, t, unpark, kind, obj);
   weft__scope_pop(L, t, sc);
   if (expired)
     *expired = (sc->flags & (SC_FIRED | SC_CAUGHT)) == (SC_FIRED | SC_CAUGHT);

@@ -231,6 +231,15 @@ int weft__task_check_joinable(weft_loop *L, const weft_task *cur,
   return 0;
 }
 
+static int join_describe(const weft_task *t, const void *obj, char *buf,
+                         size_t n) {
+  (void)t;
+  const weft_task *j = obj;
+  return snprintf(buf, n, "task %llu '%s'", (unsigned long long)j->id,
+                  weft_task_name(j));
+}
+const weft__wait_kind weft__wk_join = {"join", join_describe};
+
 static void join_unpark(weft_task *j) {
   weft_task *t = weft__body(j)->wait_on.joinee;
   if (t && t->joiner == j) t->joiner = NULL;
@@ -264,8 +273,9 @@ static int join(weft_task *t, int64_t deadline, bool *consumed, bool *expired,
     t->joiner = cur;
     weft__body(cur)->wait_on.joinee = t;
     rc = deadline == WEFT_FOREVER
-             ? weft__park(L, cur, join_unpark)
-             : weft__park_until(L, cur, join_unpark, deadline, expired);
+             ? weft__park(L, cur, join_unpark, &weft__wk_join, t)
+             : weft__park_until(L, cur, join_unpark, &weft__wk_join, t,
+                                deadline, expired);
     weft__body(cur)->wait_on.joinee = NULL;
     if (rc < 0) return rc;
   }
@@ -289,7 +299,7 @@ int weft_join_until(weft_task *t, int64_t deadline) {
   weft__task_cancel(t);
   if (t->state != WEFT__T_DONE) {
     t->joiner = cur;
-    weft__park(L, cur, NULL);
+    weft__park(L, cur, NULL, &weft__wk_join, t);
   }
   rc = join_consume(L, t);
   /* t's own outcome wins unless it ended cancelled: one that caught the
@@ -399,27 +409,4 @@ int weft_fail(int code, const char *fmt, ...) {
   return code;
 }
 
-static const char *state_name(int s) {
-  switch (s) {
-    case WEFT__T_NEW: return "new";
-    case WEFT__T_READY: return "ready";
-    case WEFT__T_RUNNING: return "running";
-    case WEFT__T_PARKED: return "waiting";
-    default: return "done";
-  }
-}
 
-int weft_dump_tasks(int fd) {
-  weft_loop *L = weft__tls_loop;
-  if (!L) return weft__misuse(__func__, WEFT_ENOTASK);
-  for (weft_task *t = L->all_head; t; t = t->all_next) {
-    if (t->state == WEFT__T_FREE) continue;
-    const char *grp = (t->flags & TF_GROUP) ? " (group child)" : "";
-    int rc = weft__fdprintf(fd, "%8llu  %-24s %s%s%s\n",
-                            (unsigned long long)t->id, weft_task_name(t),
-                            state_name(t->state), grp,
-                            t == L->current ? " *" : "");
-    if (rc) return rc;
-  }
-  return 0;
-}

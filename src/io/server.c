@@ -400,6 +400,8 @@ static int nap(listener *l, int64_t *backoff) {
 
 /* Accepts on l until stopped or cancelled: the group's body for the
  * first socket, a task of the group for each other. */
+static const weft__wait_kind accept_kind = {"accept", NULL};
+
 static void accept_loop(weft_server *srv, listener *l) {
   int64_t backoff = 0;
   int batch = 0;
@@ -427,7 +429,8 @@ static void accept_loop(weft_server *srv, listener *l) {
     if (e == EAGAIN || e == EWOULDBLOCK) {
       /* The cache, not weft_wait_fd: no epoll_ctl per wait (fd.c). */
       weft__fd_clear(l->fd, WEFT_READABLE);
-      int rc = weft__fd_wait(l->fd, WEFT_READABLE, WEFT_FOREVER);
+      int rc = weft__fd_wait(l->fd, WEFT_READABLE, WEFT_FOREVER, &accept_kind,
+                             srv);
       if (rc < 0 && rc != -EINTR) return; /* -EBADF: stopped; -ECANCELED */
       continue;
     }
@@ -501,14 +504,17 @@ static void shutdown_unpark(weft_task *t) {
   srv->waiter = NULL;
 }
 
+static const weft__wait_kind served_kind = {"server shutdown", NULL};
+
 /* Parks the caller until serve has returned: until deadline, or
  * (expired NULL) uninterruptibly. */
 static int wait_served(weft_loop *L, weft_task *cur, weft_server *srv,
                        int64_t deadline, bool *expired) {
   srv->waiter = cur;
   weft__body(cur)->wait_on.layer = srv;
-  int rc = expired ? weft__park_until(L, cur, shutdown_unpark, deadline, expired)
-                   : weft__park(L, cur, NULL);
+  int rc = expired ? weft__park_until(L, cur, shutdown_unpark, &served_kind,
+                                      srv, deadline, expired)
+                   : weft__park(L, cur, NULL, &served_kind, srv);
   weft__body(cur)->wait_on.layer = NULL;
   return rc;
 }
@@ -544,6 +550,7 @@ int weft_server_close(weft_server *srv) {
   int rc = check_loop(srv, __func__);
   if (rc) return rc;
   if (srv->serving) return -EBUSY;
+  weft__name_forget(srv);
   for (int i = 0; i < srv->nls; i++)
     if (srv->ls[i].fd >= 0) weft_fd_close(srv->ls[i].fd);
   if (srv->path) {

@@ -368,8 +368,11 @@ static int flush_some(weft_stream *s) {
 /* Waits for the stream's fd. Returns the events, or an error code; after
  * an error the caller returns at once without touching the record
  * (-EBADF: another task closed the stream, which may have freed it). */
+static const weft__wait_kind read_kind = {"stream read", NULL};
+static const weft__wait_kind write_kind = {"stream write", NULL};
 static inline int stream_wait(weft_stream *s, int events) {
-  return weft__fd_wait(s->fd, events, WEFT_FOREVER);
+  return weft__fd_wait(s->fd, events, WEFT_FOREVER,
+                       events & WEFT_READABLE ? &read_kind : &write_kind, s);
 }
 
 /* After a successful wait: the stream may have been closed meanwhile (a
@@ -906,6 +909,7 @@ static void finish(weft_stream *s) {
   s->flags |= F_CLOSED;
   rbuf_free(s);
   wbuf_free(s);
+  weft__name_forget(s);
   if (!(s->flags & F_HELD)) free(s);
   if (fd >= 0) weft_fd_close(fd);
 }

@@ -177,6 +177,9 @@ static inline int enter(const weft_udp *u, const char *func) {
   return weft__checkpoint_io(L, t);
 }
 
+static const weft__wait_kind send_kind = {"udp send", NULL};
+static const weft__wait_kind recv_kind = {"udp recv", NULL};
+
 static int send_dgram(weft_udp *u, const void *buf, size_t n,
                       const struct sockaddr *addr, socklen_t len) {
   int fd = u->fd; /* u may be freed while we wait (close wakes us -EBADF) */
@@ -188,7 +191,7 @@ static int send_dgram(weft_udp *u, const void *buf, size_t n,
     if (e != EAGAIN && e != EWOULDBLOCK) return -e;
     /* The cache, not weft_wait_fd: no epoll_ctl per wait (fd.c). */
     weft__fd_clear(fd, WEFT_WRITABLE);
-    int rc = weft__fd_wait(fd, WEFT_WRITABLE, WEFT_FOREVER);
+    int rc = weft__fd_wait(fd, WEFT_WRITABLE, WEFT_FOREVER, &send_kind, u);
     if (rc < 0) return rc;
   }
 }
@@ -239,7 +242,7 @@ ssize_t weft_udp_recv(weft_udp *u, void *buf, size_t n,
     if (e == EINTR) continue;
     if (e != EAGAIN && e != EWOULDBLOCK) return -e;
     weft__fd_clear(fd, WEFT_READABLE);
-    rc = weft__fd_wait(fd, WEFT_READABLE, WEFT_FOREVER);
+    rc = weft__fd_wait(fd, WEFT_READABLE, WEFT_FOREVER, &recv_kind, u);
     if (rc < 0) return rc;
   }
 }
@@ -252,6 +255,7 @@ int weft_udp_close(weft_udp *u) {
   if (L && L != u->loop) return weft__misuse(__func__, WEFT_ELOOP);
   /* Waiters wake with -EBADF; they hold the fd number, never u. */
   weft_fd_close(u->fd);
+  weft__name_forget(u);
   free(u);
   return 0;
 }

@@ -145,6 +145,13 @@ static void wake_waiters(weft_proc *p, int code) {
   }
 }
 
+static int proc_describe(const weft_task *t, const void *obj, char *buf,
+                         size_t n) {
+  (void)t;
+  return snprintf(buf, n, "pid %d", (int)((const weft_proc *)obj)->pid);
+}
+static const weft__wait_kind proc_kind = {"process exit", proc_describe};
+
 static int pw_park(weft_loop *L, weft_task *t, weft_proc *p) {
   pwaiter *w = (pwaiter *)weft__body(t)->wait_node;
   w->task = t;
@@ -152,7 +159,7 @@ static int pw_park(weft_loop *L, weft_task *t, weft_proc *p) {
   if (w->next) w->next->pprev = &w->next;
   w->pprev = &p->waiters;
   p->waiters = w;
-  return weft__park(L, t, pw_unpark);
+  return weft__park(L, t, pw_unpark, &proc_kind, p);
 }
 
 /* ---- reaping -------------------------------------------------------------- */
@@ -236,7 +243,7 @@ static int proc_wait(weft_loop *L, weft_task *t, weft_proc *p, int *status) {
        * cache said so, or not yet known: say "not ready" (the waitid
        * above found it running) and wait for the report. */
       weft__fd_clear(p->pidfd, WEFT_READABLE);
-      rc = weft__fd_wait(p->pidfd, WEFT_READABLE, WEFT_FOREVER);
+      rc = weft__fd_wait(p->pidfd, WEFT_READABLE, WEFT_FOREVER, &proc_kind, p);
       if (rc < 0) return rc;
     } else if (pl_of(L)->reaper) {
       if ((rc = pw_park(L, t, p)) != 0) return rc;
@@ -679,6 +686,7 @@ int weft_proc_close(weft_proc *p) {
   int rc = check(p, __func__);
   if (rc) return rc;
   if (p->closed) return -EINVAL;
+  weft__name_forget(p);
   weft_loop *L = p->loop;
   proc_loop *pl = pl_of(L);
   streams_abort(p);

@@ -407,6 +407,8 @@ weft_signal *weft_signal_open(const sigset_t *set) {
   return w;
 }
 
+static const weft__wait_kind signal_kind = {"signal", NULL};
+
 /* The reader's part of a wait: the calling task holds the role
  * (d->reader), for the watch d->reader_w. Collects
  * whenever the eventfd is readable, until its watch has a signal for it,
@@ -425,7 +427,8 @@ static int read_loop(disp *d) {
       reader_leave(d);
       return sig;
     }
-    int rc = weft__fd_wait(d->efd, WEFT_READABLE, WEFT_FOREVER);
+    int rc = weft__fd_wait(d->efd, WEFT_READABLE, WEFT_FOREVER, &signal_kind,
+                           d->reader_w);
     if (rc < 0) {
       /* -ECANCELED: what came meanwhile stays pending in the watches;
        * -EBADF: the watch was closed (weft_signal_close forgot efd). */
@@ -456,7 +459,7 @@ int weft_signal_wait(weft_signal *w) {
   /* A signal (handed over), -EBADF (w closed), -ECANCELED, or 0: the
    * reader left and gave t its role; w is then d->reader_w, unless it was
    * closed since (read_loop looks, not at w). */
-  int rc = weft__park(L, t, waiter_unpark);
+  int rc = weft__park(L, t, waiter_unpark, &signal_kind, w);
   if (rc != 0) return rc;
   return read_loop(d);
 }
@@ -465,6 +468,7 @@ int weft_signal_close(weft_signal *w) {
   if (!w) return -EINVAL;
   disp *d = w->d;
   if (weft__tls_loop != d->loop) return weft__misuse(__func__, WEFT_ELOOP);
+  weft__name_forget(w);
   watch_drop(d, w);
   if (d->reader_w == w) {
     /* The reader waits on the eventfd for w: wake it with -EBADF (if it

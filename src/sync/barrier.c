@@ -21,6 +21,15 @@ _Static_assert(offsetof(weft_barrier, h) == 0, "header first");
 
 static void barrier_release(weft__sobj *o) { free(o); }
 
+static int barrier_describe(const weft_task *t, const void *obj, char *buf,
+                            size_t n) {
+  (void)t;
+  const weft_barrier *b = obj;
+  return snprintf(buf, n, "%zu of %zu parties waiting", b->waiters.n,
+                  b->parties);
+}
+static const weft__wait_kind barrier_kind = {"barrier", barrier_describe};
+
 static void barrier_kill(weft__sobj *o) {
   wl_wake_all(&((weft_barrier *)o)->waiters, -EIDRM);
 }
@@ -55,7 +64,8 @@ int weft_barrier_wait(weft_barrier *b) {
     while ((w = wl_pop(&b->waiters)) != NULL) weft__wake(w->task, i++);
     return i;
   }
-  return sobj_wait(L, t, &b->waiters, NULL, 0, true); /* the index */
+  return sobj_wait(L, t, &b->waiters, NULL, 0, true, &barrier_kind,
+                   b); /* the index */
 }
 
 int weft_barrier_abort(weft_barrier *b) {

@@ -39,6 +39,16 @@ _Static_assert(offsetof(handle, h) == 0, "header first");
 
 #define FIRST_SLOTS 128
 
+static int chan_describe(const weft_task *t, const void *obj, char *buf,
+                         size_t n) {
+  (void)t;
+  const weft__chan *ch = ((const handle *)obj)->ch;
+  return snprintf(buf, n, "%zu buffered, %zu senders, %zu receivers",
+                  ch->r.count, ch->ntx, ch->nrx);
+}
+static const weft__wait_kind send_kind = {"channel send", chan_describe};
+static const weft__wait_kind recv_kind = {"channel recv", chan_describe};
+
 static handle *handle_new(weft__chan *ch, uint32_t magic) {
   handle *hd = malloc(sizeof *hd);
   if (!hd) return NULL;
@@ -138,6 +148,7 @@ static int close_handle(void *p, uint32_t magic, const char *fn) {
       ring_clear(&ch->r);
     }
   }
+  weft__name_forget(hd);
   free(hd);
   if (!ch->ntx && !ch->nrx) {
     weft__ring_destroy(&ch->r);
@@ -204,7 +215,8 @@ int weft_chan_send(weft_chan_tx *tx, const void *item) {
   if (weft__unlikely(rc)) return rc;
   rc = offer(ch, item);
   if (weft__likely(rc != -EAGAIN)) return rc;
-  return sobj_wait(L, t, &ch->senders, (void *)item, (uintptr_t)tx, true);
+  return sobj_wait(L, t, &ch->senders, (void *)item, (uintptr_t)tx, true,
+                   &send_kind, tx);
 }
 
 int weft_chan_recv(weft_chan_rx *rx, void *out) {
@@ -218,7 +230,8 @@ int weft_chan_recv(weft_chan_rx *rx, void *out) {
   if (weft__unlikely(rc)) return rc;
   rc = take(ch, out);
   if (weft__likely(rc != -EAGAIN)) return rc;
-  return sobj_wait(L, t, &ch->receivers, out, (uintptr_t)rx, true);
+  return sobj_wait(L, t, &ch->receivers, out, (uintptr_t)rx, true,
+                   &recv_kind, rx);
 }
 
 int weft_chan_try_send(weft_chan_tx *tx, const void *item) {

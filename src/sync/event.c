@@ -11,6 +11,8 @@ _Static_assert(offsetof(weft_event, h) == 0, "header first");
 
 static void event_release(weft__sobj *o) { free(o); }
 
+static const weft__wait_kind event_kind = {"event", NULL};
+
 static void event_kill(weft__sobj *o) {
   wl_wake_all(&((weft_event *)o)->waiters, -EIDRM);
 }
@@ -51,7 +53,7 @@ int weft_event_wait(weft_event *e) {
   int rc = sobj_check_wait(SOBJ(e), SO_EVENT, L, &t, __func__);
   if (rc) return rc;
   if (e->set) return 0;
-  return sobj_wait(L, t, &e->waiters, NULL, 0, true);
+  return sobj_wait(L, t, &e->waiters, NULL, 0, true, &event_kind, e);
 }
 
 bool weft_event_is_set(const weft_event *e) {

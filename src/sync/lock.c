@@ -43,6 +43,18 @@ static void owner_exit(weft__watch *h, weft_task *t) {
   wake_conds(l, -EOWNERDEAD);
 }
 
+static int lock_describe(const weft_task *t, const void *obj, char *buf,
+                         size_t n) {
+  (void)t;
+  const weft_lock *l = obj;
+  if (!l->owner) return snprintf(buf, n, "free");
+  return snprintf(buf, n, "held by task %llu '%s'",
+                  (unsigned long long)weft_task_id(l->owner),
+                  weft_task_name(l->owner));
+}
+static const weft__wait_kind lock_kind = {"lock", lock_describe};
+static const weft__wait_kind cond_kind = {"condition", NULL};
+
 static inline void take(weft_lock *l, weft_task *t) {
   l->owner = t;
   weft__exit_hook_add(t, &l->hook);
@@ -97,7 +109,7 @@ int weft__lock_wait(weft_loop *L, weft_task *t, weft_lock *l,
     take(l, t);
     return 0;
   }
-  return sobj_wait(L, t, &l->waiters, NULL, 0, interruptible);
+  return sobj_wait(L, t, &l->waiters, NULL, 0, interruptible, &lock_kind, l);
 }
 
 weft_lock *weft_lock_new(void) {
@@ -220,7 +232,7 @@ static int cond_wait(weft_loop *L, weft_task *t, weft_cond *c) {
   c->h.inside++; /* both stay in memory until we are done with them */
   l->h.inside++;
   weft__lock_handoff(l);
-  int rc = sobj_wait(L, t, &c->waiters, NULL, 0, true);
+  int rc = sobj_wait(L, t, &c->waiters, NULL, 0, true, &cond_kind, c);
   if (rc != -EIDRM) {
     int lrc = weft__lock_wait(L, t, l, false);
     if (lrc) {

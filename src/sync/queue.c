@@ -45,6 +45,23 @@ static void queue_kill(weft__sobj *o) {
   wl_wake_all(&q->joiners, -EIDRM);
 }
 
+static int queue_describe(const weft_task *t, const void *obj, char *buf,
+                          size_t n) {
+  (void)t;
+  const weft_queue *q = obj;
+  if (!q->cap) return snprintf(buf, n, "%zu items", q->r.count);
+  return snprintf(buf, n, "%zu of %zu items", q->r.count, q->cap);
+}
+static int qjoin_describe(const weft_task *t, const void *obj, char *buf,
+                          size_t n) {
+  (void)t;
+  const weft_queue *q = obj;
+  return snprintf(buf, n, "%zu unfinished", q->unfinished);
+}
+static const weft__wait_kind put_kind = {"queue put", queue_describe};
+static const weft__wait_kind get_kind = {"queue get", queue_describe};
+static const weft__wait_kind join_kind = {"queue join", qjoin_describe};
+
 static weft_queue *queue_new(size_t cap, size_t elem, int kind,
                              int (*cmp)(const void *, const void *)) {
   if (!elem || (kind == Q_PRIO && !cmp)) {
@@ -222,7 +239,7 @@ int weft_queue_put(weft_queue *q, const void *item) {
   if (weft__unlikely(rc)) return rc;
   rc = offer(q, item);
   if (weft__likely(rc != -EAGAIN)) return rc;
-  return sobj_wait(L, t, &q->putters, (void *)item, 0, true);
+  return sobj_wait(L, t, &q->putters, (void *)item, 0, true, &put_kind, q);
 }
 
 int weft_queue_get(weft_queue *q, void *out) {
@@ -233,7 +250,7 @@ int weft_queue_get(weft_queue *q, void *out) {
   if (weft__unlikely(rc)) return rc;
   rc = take(q, out);
   if (weft__likely(rc != -EAGAIN)) return rc;
-  return sobj_wait(L, t, &q->getters, out, 0, true);
+  return sobj_wait(L, t, &q->getters, out, 0, true, &get_kind, q);
 }
 
 int weft_queue_try_put(weft_queue *q, const void *item) {
@@ -264,7 +281,7 @@ int weft_queue_join(weft_queue *q) {
   int rc = sobj_check_wait(SOBJ(q), SO_QUEUE, L, &t, __func__);
   if (rc) return rc;
   if (!q->unfinished) return 0;
-  return sobj_wait(L, t, &q->joiners, NULL, 0, true);
+  return sobj_wait(L, t, &q->joiners, NULL, 0, true, &join_kind, q);
 }
 
 int weft_queue_shutdown(weft_queue *q, bool immediate) {

@@ -36,6 +36,8 @@ struct weft_limiter {
   weft__timer tm; /* armed exactly while tasks wait */
 };
 
+static const weft__wait_kind limiter_kind = {"rate limiter", NULL};
+
 static void refill(weft_limiter *l, int64_t now) {
   if (now <= l->last) return;
   l->tokens += (double)(now - l->last) * l->rate;
@@ -113,7 +115,8 @@ int weft_limiter_acquire(weft_limiter *l) {
   weft__waiter *w = task_waiter(t);
   w->task = t;
   wl_push(&l->waiters, w);
-  return weft__park(L, t, lim_unpark); /* woken: l is not touched again */
+  /* woken: l is not touched again */
+  return weft__park(L, t, lim_unpark, &limiter_kind, l);
 }
 
 int weft_limiter_try_acquire(weft_limiter *l) {

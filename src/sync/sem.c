@@ -20,6 +20,14 @@ _Static_assert(offsetof(weft_sem, h) == 0, "header first");
 
 static void sem_release_mem(weft__sobj *o) { free(o); }
 
+static int sem_describe(const weft_task *t, const void *obj, char *buf,
+                        size_t n) {
+  (void)t;
+  const weft_sem *s = obj;
+  return snprintf(buf, n, "%zu waiting", s->waiters.n);
+}
+static const weft__wait_kind sem_kind = {"semaphore", sem_describe};
+
 static void sem_kill(weft__sobj *o) {
   wl_wake_all(&((weft_sem *)o)->waiters, -EIDRM);
 }
@@ -51,7 +59,7 @@ int weft_sem_acquire(weft_sem *s) {
     s->value--;
     return 0;
   }
-  return sobj_wait(L, t, &s->waiters, NULL, 0, true);
+  return sobj_wait(L, t, &s->waiters, NULL, 0, true, &sem_kind, s);
 }
 
 int weft_sem_try_acquire(weft_sem *s) {

@@ -196,15 +196,19 @@ WEFT__HIDDEN void weft__sobj_unpark(weft_task *t);
 
 /* Parks t at the end of l until woken; returns the wake code. `item` and
  * `data` are for the waker. `interruptible` false: only a waker can end
- * the wait. Callers end with `return sobj_wait(...)`: a tail call. */
+ * the wait. kind and obj: what t waits on, for the task dump (obj: the
+ * handle the program holds). Callers end with `return sobj_wait(...)`: a
+ * tail call. */
 static inline int sobj_wait(weft_loop *L, weft_task *t, weft__wlist *l,
-                            void *item, uintptr_t data, bool interruptible) {
+                            void *item, uintptr_t data, bool interruptible,
+                            const weft__wait_kind *kind, const void *obj) {
   weft__waiter *w = task_waiter(t);
   w->task = t;
   w->item = item;
   w->data = data;
   wl_push(l, w);
-  return weft__park(L, t, interruptible ? weft__sobj_unpark : NULL);
+  return weft__park(L, t, interruptible ? weft__sobj_unpark : NULL, kind,
+                    obj);
 }
 
 /* A task counted in `inside` is done with the object. */
@@ -224,6 +228,7 @@ static inline int sobj_free(weft__sobj *o, uint32_t magic, const char *fn,
   if (o->magic != magic) return o->magic == SO_DEAD ? -EIDRM : -EINVAL;
   if (o->loop && L && o->loop != L) return weft__misuse(fn, WEFT_ELOOP);
   o->magic = SO_DEAD;
+  weft__name_forget(o);
   wake(o);
   if (!o->inside) o->release(o);
   return 0;

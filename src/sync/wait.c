@@ -43,6 +43,14 @@ typedef struct waiter {
   bool woken; /* woken or interrupted: no second wake */
 } waiter;
 
+static int wait_describe(const weft_task *t, const void *obj, char *buf,
+                         size_t n) {
+  (void)t;
+  const waiter *w = obj;
+  return snprintf(buf, n, "%zu of %zu tasks done", w->ndone, w->n);
+}
+static const weft__wait_kind wait_kind = {"wait", wait_describe};
+
 static bool satisfied(const waiter *w) {
   switch (w->mode) {
     case WEFT_FIRST_COMPLETED: return w->ndone > 0;
@@ -84,7 +92,7 @@ static int wait_park(weft_loop *L, weft_task *cur, waiter *w,
   }
   if (rc) goto out;
   weft__body(cur)->wait_on.layer = w;
-  weft__park_until(L, cur, wait_unpark, deadline, NULL);
+  weft__park_until(L, cur, wait_unpark, &wait_kind, w, deadline, NULL);
   weft__body(cur)->wait_on.layer = NULL;
   /* Our own deadline is a normal return; an outer cancellation is not. */
   rc = weft__checkpoint(cur);
@@ -156,6 +164,14 @@ typedef struct ac_iter {
 
 _Static_assert(sizeof(ac_iter) <= sizeof(weft_as_completed),
                "weft_as_completed too small");
+
+static int ac_describe(const weft_task *t, const void *obj, char *buf,
+                       size_t n) {
+  (void)t;
+  const ac_core *c = ((const ac_iter *)obj)->core;
+  return snprintf(buf, n, "%zu of %zu tasks done", c->tail, c->n);
+}
+static const weft__wait_kind ac_kind = {"as_completed", ac_describe};
 
 static void ac_done(weft__watch *node, weft_task *t) {
   ac_core *c = ((watch_node *)node)->owner;
@@ -265,7 +281,8 @@ int weft_as_completed_next(weft_as_completed *pit, weft_task **task) {
     return -ETIMEDOUT;
   c->waiter = cur;
   weft__body(cur)->wait_on.layer = c;
-  int rc = weft__park_until(L, cur, ac_unpark, it->deadline, NULL);
+  int rc = weft__park_until(L, cur, ac_unpark, &ac_kind, it, it->deadline,
+                            NULL);
   weft__body(cur)->wait_on.layer = NULL;
   if (rc == 0) return ac_pop(it, task); /* woken by a completion: ours */
   if (weft__checkpoint(cur)) return -ECANCELED; /* nothing lost: queued */

@@ -378,6 +378,8 @@ weft_future *weft_loop_submit(weft_loop *loop, weft_fn fn, void *arg) {
   return f;
 }
 
+static const weft__wait_kind future_kind = {"future", NULL};
+
 static void task_wait_unpark(weft_task *t) {
   weft_future *f = weft__body(t)->wait_on.layer;
   unsigned old = atomic_fetch_and(&f->state, ~(unsigned)F_TASKWAIT);
@@ -402,7 +404,7 @@ static int wait_task(weft_loop *L, weft_task *t, weft_future *f) {
   }
   weft__task_body *b = weft__body(t);
   b->wait_on.layer = f;
-  int rc = weft__park(L, t, task_wait_unpark);
+  int rc = weft__park(L, t, task_wait_unpark, &future_kind, f);
   b->wait_on.layer = NULL;
   return rc;
 }
@@ -480,6 +482,7 @@ int weft_future_cancel(weft_future *f) {
 int weft_future_free(weft_future *f) {
   if (!f) return -EINVAL;
   if (atomic_load(&f->state) & F_WAITING) return -EBUSY;
+  weft__name_forget(f);
   future_unref(f);
   return 0;
 }

@@ -347,6 +347,8 @@ static void job_finish(job *j, int status) {
     job_dispose_abandoned(j, status);
 }
 
+static const weft__wait_kind job_kind = {"thread job", NULL};
+
 /* Called by the loop when the waiting task is cancelled. */
 static void job_unpark(weft_task *t) {
   job *j = weft__body(t)->wait_on.layer;
@@ -598,7 +600,7 @@ int weft_executor_run(weft_executor *ex, weft_blocking_fn fn, void *arg,
   L->nexpected++; /* the completion comes soon: see weft__spin */
   weft__task_body *b = weft__body(t);
   b->wait_on.layer = j;
-  rc = weft__park(L, t, job_unpark);
+  rc = weft__park(L, t, job_unpark, &job_kind, j);
   b->wait_on.layer = NULL;
   if (rc == -ECANCELED) return rc; /* the job went to its cleanup */
   if (rc == 0) {
@@ -749,6 +751,7 @@ int weft_executor_shutdown(weft_executor *ex, int how) {
 
 int weft_executor_free(weft_executor *ex) {
   if (!ex) return -EINVAL;
+  weft__name_forget(ex);
   pthread_mutex_lock(&ex->mu);
   ex->shutdown = true;
   ex->released = true;
