@@ -138,8 +138,35 @@ static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
 static weft_loop *loops_head;
 static uint64_t loops_seq;
 
+/* fork: neither table may be caught half-changed by another thread, and
+ * the child keeps only the loop of the thread that forked (the others'
+ * threads do not exist there: a dump would wait for them in vain). */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&names_mu);
+  pthread_mutex_lock(&loops_mu);
+}
+static void fork_parent(void) {
+  pthread_mutex_unlock(&loops_mu);
+  pthread_mutex_unlock(&names_mu);
+}
+static void fork_child(void) {
+  weft_loop *self = weft__tls_loop;
+  loops_head = self;
+  if (self) {
+    self->reg_next = NULL;
+    self->tid = (int)gettid();
+  }
+  pthread_mutex_unlock(&loops_mu);
+  pthread_mutex_unlock(&names_mu);
+}
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void fork_hooks(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 void weft__loop_register(weft_loop *L) {
   L->tid = (int)gettid();
+  pthread_once(&fork_once, fork_hooks);
   pthread_mutex_lock(&loops_mu);
   L->seq = ++loops_seq;
   L->reg_next = loops_head;
