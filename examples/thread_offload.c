@@ -49,8 +49,9 @@ static void free_greeting(void *arg, void *result, int status) {
 static int ticks;
 static int ticker(void *arg) {
   (void)arg;
-  while (weft_sleep(WEFT_MS(5)) == 0) ticks++;
-  return 0;
+  int rc;
+  while ((rc = weft_sleep(WEFT_MS(5))) == 0) ticks++;
+  return rc; /* -ECANCELED: cancelled, and says so */
 }
 
 static int greeter(void *ex) {

@@ -36,18 +36,18 @@ static int echo_server(void *arg) {
   for (unsigned k = 1;; k++) {
     /* recv does not wait while datagrams keep coming: under a flood, let
      * the other tasks (the signal watcher) run now and then. */
-    if (k % 64 == 0 && weft_yield() == -ECANCELED) return 0;
+    if (k % 64 == 0 && weft_yield() == -ECANCELED) return -ECANCELED;
     struct sockaddr_storage from;
     socklen_t fl;
     ssize_t n = weft_udp_recv(u, buf, sizeof buf, &from, &fl);
-    if (n == -ECANCELED) return 0;
+    if (n == -ECANCELED) return -ECANCELED;
     if (n < 0) {
       /* -EMSGSIZE cannot happen with a 64 KiB buffer; anything else
        * (say an ICMP error left on the socket) is one datagram lost. */
       continue;
     }
     int rc = weft_udp_send_to(u, buf, (size_t)n, (struct sockaddr *)&from, fl);
-    if (rc == -ECANCELED) return 0;
+    if (rc == -ECANCELED) return -ECANCELED;
   }
 }
 

@@ -276,8 +276,12 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   if (!g) return -EINVAL;
   if (g->owner->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
   if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
-  if (!(g->sc.flags & SC_OPEN) || g->owner != cur) return -EINVAL;
-  if (cur->scope != &g->sc) return -EINVAL;
+  if (!(g->sc.flags & SC_OPEN) || g->owner != cur || cur->scope != &g->sc) {
+    if (L->debug)
+      weft__debug_out_of_order(cur, "group", &g->sc,
+                               __builtin_return_address(0));
+    return -EINVAL;
+  }
   while (g->nchildren) {
     g->waiter = cur;
     weft__park(L, cur, NULL, &weft__wk_group, g);

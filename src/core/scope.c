@@ -289,7 +289,11 @@ int weft_scope_close(weft_scope *ps) {
   weft_task *t = weft__cur();
   if (!s) return -EINVAL;
   if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
-  if (t->scope != s || (s->flags & (SC_GROUP | SC_ROOT))) return -EINVAL;
+  if (t->scope != s || (s->flags & (SC_GROUP | SC_ROOT))) {
+    if (t->loop->debug)
+      weft__debug_out_of_order(t, "scope", s, __builtin_return_address(0));
+    return -EINVAL;
+  }
   weft__scope_pop(t->loop, t, s);
   /* A timeout only if the deadline cut something short here (Trio's
    * cancelled_caught; asyncio raises TimeoutError only for a body that

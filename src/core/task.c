@@ -164,11 +164,14 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   /* Scopes the body left open (a bug, reported in debug mode). */
   while (b && t->scope != &b->root) {
     weft__scope *s = t->scope;
-    if (L->debug)
-      fprintf(stderr, "weft: debug: task '%s' returned with an open %s\n",
-              weft_task_name(t), (s->flags & SC_GROUP) ? "group" : "scope");
+    if (L->debug) weft__debug_left_open(t, s);
     weft__scope_pop(L, t, s);
   }
+  if (weft__unlikely(L->debug) && b && t->result == 0 &&
+      (b->root.flags & (SC_EFFECTIVE | SC_DELIVERED)) ==
+          (SC_EFFECTIVE | SC_DELIVERED) &&
+      !(t->flags & TF_ROOT))
+    weft__debug_swallowed(t);
   t->state = WEFT__T_DONE;
   L->ntasks--;
   if (b) fire_watches(&b->exit_hooks, t); /* e.g. locks it still holds */

@@ -318,7 +318,9 @@ static int conn_main(void *arg) {
   (void)weft__stream_release(c->s);
   srv->nconn--;
   free(c);
-  return 0; /* the server goes on */
+  /* The server goes on whatever the handler returned (failures went to
+   * on_error): only a cancellation is passed on, as it came. */
+  return rc == -ECANCELED ? rc : 0;
 }
 
 /* One accepted connection: a stream and a task. */

@@ -576,7 +576,12 @@ weft_proc *weft_proc_spawn(const char *const argv[],
       goto fail;
     }
   }
+  /* The parent waits until the child has exec'd (vfork): a wait debug
+   * mode would report as a blocking call, but it is the cost of spawning
+   * and has no non-blocking form. */
+  int64_t t0 = L->debug ? weft__clock() : 0;
   e = posix_spawnp(&pid, argv[0], &fa, &at, (char *const *)argv, envp);
+  if (L->debug) L->debug_excused += weft__clock() - t0;
   if (e) {
     rc = -e;
     goto fail;

@@ -67,7 +67,9 @@ static int gather_child(void *arg) {
     c->cancelling = true;
     weft_group_cancel(c->grp);
   }
-  return 0;
+  /* Results are kept above; only a cancellation is passed on as it came
+   * (a child that says 0 after -ECANCELED would swallow it: debug mode). */
+  return rc == -ECANCELED ? rc : 0;
 }
 
 static int race_child(void *arg) {
@@ -83,7 +85,7 @@ static int race_child(void *arg) {
   } else if (!c->fail && weft__failed(rc)) {
     c->fail = rc;
   }
-  return 0;
+  return rc == -ECANCELED ? rc : 0;
 }
 
 /* Spawns every call into a group wrapped by `child` and waits for all.

@@ -36,7 +36,7 @@ static void wake_conds(weft_lock *l, int code) {
 
 static void owner_exit(weft__watch *h, weft_task *t) {
   weft_lock *l = weft__container_of(h, weft_lock, hook);
-  (void)t;
+  if (t->loop->debug) weft__debug_held_at_exit(t, "lock", l);
   l->owner = NULL;
   l->broken = true;
   wl_wake_all(&l->waiters, -EOWNERDEAD);
