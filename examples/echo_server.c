@@ -99,7 +99,9 @@ static int serve_main(void *arg) {
   }
   weft_group *g = weft_group_open();
   void *ready = NULL;
-  int rc = weft_group_start(g, serve_task, &a, NULL, &ready);
+  /* Names show in weft_dump_tasks and in `weft-ps PID` (WEFT_PS=1). */
+  int rc = weft_group_start(g, serve_task, &a,
+                            &(weft_spawn_opts){.name = "serve"}, &ready);
   if (!rc) {
     char name[128];
     struct sockaddr_storage ss;
@@ -108,7 +110,8 @@ static int serve_main(void *arg) {
     weft_addr_format((struct sockaddr *)&ss, len, name, sizeof name);
     printf("echo_server: serving on %s (Ctrl-C stops)\n", name);
     fflush(stdout);
-    weft_group_spawn(g, wait_signal, &a, NULL);
+    weft_group_spawn(g, wait_signal, &a,
+                     &(weft_spawn_opts){.name = "signals"});
   }
   rc = weft_group_close(g, NULL);
   weft_server_close(a.srv);

@@ -62,8 +62,9 @@ static weft_loop *loop_new(const weft_config *cfg) {
   if (L->debug) weft__debug_start(L);
   weft__trace_start(L, cfg);
   weft__ps_start(L, cfg);
-  /* Run time per task, for the dump: when someone is looking. */
-  L->stats = L->debug || L->trace || cfg->ps_socket > 0 ||
+  /* Run time per task, for the dump: when someone is looking (not for a
+   * trace alone, whose spans say it, and which must stay cheap). */
+  L->stats = L->debug || cfg->ps_socket > 0 ||
              (cfg->ps_socket < 0 && env_flag("WEFT_PS"));
   if (L->stats && L->ninstr < WEFT__MAX_INSTR) {
     L->instr[L->ninstr].ins = &weft__stats_instrument;

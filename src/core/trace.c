@@ -75,6 +75,12 @@ typedef struct tloop {
   tbuf *free;     /* empty buffers: under g.mu */
   bool use_tsc;
   uint64_t dropped; /* no buffer free (read by the writer at the end) */
+  uint64_t cached;  /* the time the last step ended, for the next step's
+                       start when no poll came between (0: none): one
+                       clock read per step, not two */
+  unsigned skip;    /* events to drop before looking for a free buffer
+                       again (not a mutex per event while the writer is
+                       behind) */
   int64_t start_ns; /* the first (clock, ticks) pair */
   uint64_t start_ticks;
   int nbufs;      /* buffers not yet freed (under g.mu) */
@@ -294,8 +300,14 @@ static void hand_over(tloop *tl) {
 static inline trec *rec(tloop *tl) {
   tbuf *b = tl->cur;
   if (weft__unlikely(!b || b->n == RECS_PER_BUF)) {
+    if (!b && tl->skip) {
+      tl->skip--;
+      tl->dropped++;
+      return NULL;
+    }
     hand_over(tl);
     if (!(b = tl->cur)) {
+      tl->skip = RECS_PER_BUF / 4;
       tl->dropped++;
       return NULL;
     }
@@ -329,7 +341,8 @@ static void tr_spawned(weft_task *t, void *arg) {
 static void tr_begin(weft_task *t, void *arg) {
   tloop *tl = arg;
   weft__task_body *b = weft__body(t);
-  uint64_t now = ticks(tl);
+  uint64_t now = tl->cached ? tl->cached : ticks(tl);
+  tl->cached = 0;
   if (b->trace_park) {
     trec *r = rec(tl);
     if (r) {
@@ -352,6 +365,7 @@ static void tr_end(weft_task *t, void *arg) {
   tloop *tl = arg;
   weft__task_body *b = weft__body(t);
   uint64_t now = ticks(tl);
+  tl->cached = now;
   trec *r = rec(tl);
   if (r) {
     r->type = R_STEP;
@@ -368,11 +382,18 @@ static void tr_exited(weft_task *t, void *arg) {
   if (!r) return;
   r->type = R_EXIT;
   r->id = t->id;
-  r->t0 = ticks(tl);
+  r->t0 = tl->cached ? tl->cached : ticks(tl); /* (right after its step) */
   r->val = t->result;
 }
 
+/* The loop may sleep now: the last step's end is no start for the next. */
+static void tr_poll(int64_t timeout, void *arg) {
+  (void)timeout;
+  ((tloop *)arg)->cached = 0;
+}
+
 static const weft_instrument trace_instrument = {
+    .before_poll = tr_poll,
     .task_spawned = tr_spawned,
     .step_begin = tr_begin,
     .step_end = tr_end,
@@ -455,6 +476,9 @@ void weft__trace_start(weft_loop *L, const weft_config *cfg) {
   for (int i = 0; !rc && i < BUFS_PER_LOOP; i++) {
     tbuf *b = malloc(sizeof *b);
     if (!b) break;
+    /* Touched now, not at the first events: a page fault per 46 records
+     * would cost more than the records. */
+    memset(b, 0, sizeof *b);
     b->owner = tl;
     b->n = 0;
     b->next = tl->free;
