@@ -150,9 +150,15 @@ typedef struct weft_config {
    * (vm.max_map_count) allows, then stacks without guards; 0 = never. */
   int guard_pages;
   /* Debug mode: 1 on, 0 off, -1 (default) from the environment variable
-   * WEFT_DEBUG=1. Prints diagnostics to stderr: steps over 100 ms without
-   * a checkpoint, tasks never joined or detached, stack high-water marks,
-   * stack overflows (with the task's name), guard fallbacks. */
+   * WEFT_DEBUG=1. Prints reports to stderr, each naming the task and
+   * where (docs/guide/debugging.md): steps over 100 ms without a
+   * checkpoint, blocking system calls over 10 ms on the loop's thread,
+   * tasks never joined or detached, scopes or groups closed out of order
+   * or left open, cancellations swallowed (a task that got -ECANCELED
+   * and returned 0 while cancelled), locks held when their owner
+   * returned, stack overflows, guard fallbacks, misuse from the wrong
+   * thread; and the largest stack high-water mark. Costs about a
+   * microsecond per task switch. */
   int debug;
   /* Optional instrument installed for the loop's lifetime. */
   const weft_instrument *instrument;
@@ -243,8 +249,10 @@ WEFT_API weft_loop *weft_loop_ref(weft_loop *loop);
 /* Gives one back (NULL: nothing). Thread-safe. */
 WEFT_API void weft_loop_unref(weft_loop *loop);
 
-/* Adds/removes an instrument on the current loop (at most 8). 0, -EINVAL,
- * -ENOSPC, -ENOENT (remove of an unknown one), WEFT_ENOTASK (no loop). */
+/* Adds/removes an instrument on the current loop (at most 8, including
+ * the library's own: debug mode, a trace and the weft-ps socket's run-time
+ * measuring take one each). 0, -EINVAL, -ENOSPC, -ENOENT (remove of an
+ * unknown one), WEFT_ENOTASK (no loop). */
 WEFT_API int weft_instrument_add(const weft_instrument *ins, void *arg);
 WEFT_API int weft_instrument_remove(const weft_instrument *ins, void *arg);
 
