@@ -185,11 +185,12 @@ static int table_grow(weft_loop *L, int fd) {
   return 0;
 }
 
-/* Parks t on fd's queues for `events` until a report, the deadline or a
- * cancellation. `check`: ask the poller to look at the fd (public waits;
- * io waits only until the registration is known good). */
 const weft__wait_kind weft__wk_fd = {"fd", NULL};
 
+/* Parks t on fd's queues for `events` until a report, the deadline or a
+ * cancellation. `check`: ask the poller to look at the fd (public waits;
+ * io waits only until the registration is known good); kind and obj:
+ * what the wait is, for the dump (weft__park). */
 static int park_on(weft_loop *L, weft_task *t, int fd, fd_entry *e,
                    unsigned events, int64_t deadline, bool check,
                    const weft__wait_kind *kind, const void *obj) {
