@@ -143,14 +143,14 @@ static int selftest_main(void *arg) {
   for (int i = 0; i < 3; i++) c[i] = weft_spawn(slow_client, a, NULL);
   c[3] = weft_spawn(signaller, a, NULL);
   int rc = serve_until_signal(a);
-  /* main was cancelled by the signal: its own checkpoints (weft_join
-   * among them) now return -ECANCELED at once. The clients are waited
-   * for in a shielded scope, which the cancellation does not reach. */
-  weft_scope sh;
-  weft_scope_open_shielded(&sh, WEFT_FOREVER);
+  /* main is cancelled (the signal): a join here would return -ECANCELED
+   * at once and leave the clients unjoined (debug mode reports it). In a
+   * shielded scope, as the drain above, the joins wait for them. */
+  weft_scope shield;
+  weft_scope_open_shielded(&shield, WEFT_FOREVER);
   for (int i = 0; i < 4; i++)
     if (c[i]) weft_join(c[i]);
-  weft_scope_close(&sh);
+  weft_scope_close(&shield);
   return rc;
 }
 

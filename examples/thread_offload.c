@@ -51,7 +51,7 @@ static int ticker(void *arg) {
   (void)arg;
   int rc;
   while ((rc = weft_sleep(WEFT_MS(5))) == 0) ticks++;
-  return rc; /* -ECANCELED: cancelled, and says so */
+  return rc; /* -ECANCELED: it was cancelled, and says so */
 }
 
 static int greeter(void *ex) {

@@ -150,15 +150,19 @@ typedef struct weft_config {
    * (vm.max_map_count) allows, then stacks without guards; 0 = never. */
   int guard_pages;
   /* Debug mode: 1 on, 0 off, -1 (default) from the environment variable
-   * WEFT_DEBUG=1. Prints reports to stderr, each naming the task and
-   * where (docs/guide/debugging.md): steps over 100 ms without a
-   * checkpoint, blocking system calls over 10 ms on the loop's thread,
-   * tasks never joined or detached, scopes or groups closed out of order
-   * or left open, cancellations swallowed (a task that got -ECANCELED
-   * and returned 0 while cancelled), locks held when their owner
-   * returned, stack overflows, guard fallbacks, misuse from the wrong
-   * thread; and the largest stack high-water mark. Costs about a
-   * microsecond per task switch. */
+   * WEFT_DEBUG=1. Reports mistakes on stderr, each in lines that start
+   * "weft: debug: " and name the task (name and id) and where (its
+   * function; for a bad call, the caller): a step over 100 ms without a
+   * checkpoint; a step that blocked the loop's thread over 10 ms (a
+   * blocking system call); a scope or group closed out of order, twice,
+   * or by a task that did not open it; a cancellation swallowed (a task
+   * got -ECANCELED and returned 0 while still cancelled; the root task
+   * is exempt, as asyncio.run's main may end a cancellation cleanly); a
+   * task that returned with a scope open or holding a lock; tasks never
+   * joined or detached (at the loop's end); weft calls from the wrong
+   * thread; stack overflows (with the task's name); guard fallbacks. At
+   * the end, "weft: debug (info): " gives the stack high-water mark.
+   * docs/guide/debugging.md shows each report. Costs some 70 ns a step. */
   int debug;
   /* Optional instrument installed for the loop's lifetime. */
   const weft_instrument *instrument;

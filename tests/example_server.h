@@ -3,6 +3,10 @@
  * against clients nobody here wrote: finds bin/example-<name> next to
  * the test, starts it on a free port, waits for its banner, and stops it
  * with a signal. Also free_port. Include after helpers.h.
+ *
+ * The server runs in debug mode (WEFT_DEBUG=1) with its stderr kept in a
+ * memfd: once it has exited, server_wait copies that to the test's
+ * stderr and fails the test on a debug-mode report ("weft: debug: ").
  */
 #ifndef WEFT_TEST_EXAMPLE_SERVER_H
 #define WEFT_TEST_EXAMPLE_SERVER_H
@@ -13,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -45,6 +50,7 @@ static inline int free_port(void) {
 typedef struct {
   pid_t pid;
   int out; /* its stdout */
+  int err; /* its stderr (a memfd) */
   int port;
 } server;
 
@@ -65,6 +71,20 @@ static inline void server_start(server *s, const char *name) {
   cr_assert_fail("the server did not start: [%s]", line);
 }
 
+/* environ with WEFT_DEBUG=1 in front of any WEFT_DEBUG of its own: a
+ * NULL-terminated array to free (NULL: no memory). */
+static inline char **server_env(void) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  char **env = calloc(n + 2, sizeof *env);
+  if (!env) return NULL;
+  size_t k = 0;
+  env[k++] = (char *)"WEFT_DEBUG=1";
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "WEFT_DEBUG=", 11) != 0) env[k++] = environ[i];
+  return env;
+}
+
 /* One attempt: true once the server says it serves. */
 static inline bool server_try(server *s, const char *path, char *line, size_t cap) {
   s->port = free_port();
@@ -73,20 +93,27 @@ static inline bool server_try(server *s, const char *path, char *line, size_t ca
   snprintf(ps, sizeof ps, "%d", s->port);
   int p[2];
   cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+  s->err = memfd_create("server-stderr", MFD_CLOEXEC);
+  cr_assert_geq(s->err, 0);
+  char **env = server_env();
+  cr_assert_not_null(env);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, s->err, 2);
   /* A cross build runs its tests under an emulator (qemu-aarch64), which
    * cannot exec a target binary by itself: CMake names it here. */
   const char *emu = getenv("WEFT_TEST_EMULATOR");
   char *argv[] = {(char *)path, ps, NULL};
   char *eargv[] = {(char *)emu, (char *)path, ps, NULL};
-  int rc = emu && *emu ? posix_spawnp(&s->pid, emu, &fa, NULL, eargv, environ)
-                       : posix_spawn(&s->pid, path, &fa, NULL, argv, environ);
+  int rc = emu && *emu ? posix_spawnp(&s->pid, emu, &fa, NULL, eargv, env)
+                       : posix_spawn(&s->pid, path, &fa, NULL, argv, env);
   posix_spawn_file_actions_destroy(&fa);
+  free(env);
   close(p[1]);
   if (rc != 0) {
     close(p[0]);
+    close(s->err);
     cr_skip_test("cannot spawn %s: %s", path, strerror(rc));
   }
   s->out = p[0];
@@ -104,6 +131,7 @@ static inline bool server_try(server *s, const char *path, char *line, size_t ca
     kill(s->pid, SIGKILL);
     waitpid(s->pid, NULL, 0);
     close(s->out);
+    close(s->err);
     return false;
   }
   return true;
@@ -123,6 +151,17 @@ static inline int server_wait(server *s, int secs) {
     waitpid(s->pid, &st, 0);
   }
   close(s->out);
+  /* Its stderr, for the log, then the check: no debug-mode report. */
+  off_t size = lseek(s->err, 0, SEEK_END);
+  char *buf = malloc(size > 0 ? (size_t)size + 1 : 1);
+  cr_assert_not_null(buf);
+  ssize_t n = size > 0 ? pread(s->err, buf, (size_t)size, 0) : 0;
+  close(s->err);
+  buf[n > 0 ? n : 0] = '\0';
+  if (n > 0) fprintf(stderr, "%s", buf);
+  bool report = strstr(buf, "weft: debug: ") != NULL;
+  free(buf);
+  cr_assert(!report, "the server made a debug-mode report (above)");
   return r == 0 ? -1 : st;
 }
 

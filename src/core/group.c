@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/debug.h"
 #include "core/internal.h"
 
 
@@ -276,10 +277,11 @@ int weft_group_close(weft_group *g, weft_errors **errs) {
   if (!g) return -EINVAL;
   if (g->owner->loop != L) return weft__misuse(__func__, WEFT_ELOOP);
   if (!cur) return weft__misuse(__func__, WEFT_ENOTASK);
+  /* Closed already, another task's, or not the innermost scope. */
   if (!(g->sc.flags & SC_OPEN) || g->owner != cur || cur->scope != &g->sc) {
-    if (L->debug)
-      weft__debug_out_of_order(cur, "group", &g->sc,
-                               __builtin_return_address(0));
+    if (weft__unlikely(L->debug))
+      weft__debug_bad_close(cur, &g->sc, __func__,
+                            __builtin_return_address(0));
     return -EINVAL;
   }
   while (g->nchildren) {

@@ -292,10 +292,6 @@ struct weft_loop {
   atomic_int sig_seen;
   atomic_int sig_cancel;
   int64_t debug_max_step;
-  int64_t debug_cpu0;     /* the thread's CPU time and voluntary switches */
-  long debug_nvcsw0;      /* when the current step began (debug.c) */
-  int64_t debug_excused;  /* time the library itself blocked the thread,
-                             knowingly, in this step (posix_spawn) */
   size_t debug_hw_max;
   char debug_hw_task[64];
   void *altstack;
@@ -596,21 +592,6 @@ WEFT__HIDDEN void weft__debug_start(weft_loop *L);
 WEFT__HIDDEN void weft__debug_stop(weft_loop *L);
 WEFT__HIDDEN void weft__debug_task_exit(weft_loop *L, weft_task *t);
 WEFT__HIDDEN void weft__debug_switch_check(weft_loop *L, weft_task *t);
-/* Reports (debug mode): t tried to close `what` ("scope" or "group") s,
- * which is not its innermost open scope, from code at `caller`; t's
- * function returned having caught a cancellation (weft__task_finish);
- * t returned holding a lock (sync/: obj, its kind "lock"). */
-WEFT__HIDDEN void weft__debug_out_of_order(weft_task *t, const char *what,
-                                           const weft__scope *s,
-                                           const void *caller);
-WEFT__HIDDEN void weft__debug_swallowed(weft_task *t);
-WEFT__HIDDEN void weft__debug_left_open(weft_task *t, const weft__scope *s);
-WEFT__HIDDEN void weft__debug_held_at_exit(weft_task *t, const char *what,
-                                           const void *obj);
-/* Where code is, for people: "symbol+0xoff (module)" when the dynamic
- * symbols say, else "module+0xoff" (for addr2line -e module), else the
- * address. */
-WEFT__HIDDEN void weft__debug_where(const void *addr, char *buf, size_t n);
 extern const weft_instrument weft__debug_instrument WEFT__HIDDEN;
 
 /* A loop-only function was called where it cannot run: on a thread with

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "core/debug.h"
 #include "core/internal.h"
 
 void weft__scope_link(weft__scope *parent, weft__scope *c) {
@@ -290,8 +291,8 @@ int weft_scope_close(weft_scope *ps) {
   if (!s) return -EINVAL;
   if (!t) return weft__misuse(__func__, WEFT_ENOTASK);
   if (t->scope != s || (s->flags & (SC_GROUP | SC_ROOT))) {
-    if (t->loop->debug)
-      weft__debug_out_of_order(t, "scope", s, __builtin_return_address(0));
+    if (weft__unlikely(t->loop->debug))
+      weft__debug_bad_close(t, s, __func__, __builtin_return_address(0));
     return -EINVAL;
   }
   weft__scope_pop(t->loop, t, s);

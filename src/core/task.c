@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/debug.h"
 #include "core/internal.h"
 
 /* Records are carved from chunks mapped with MAP_POPULATE: faulting in a
@@ -164,14 +165,12 @@ void weft__task_finish(weft_loop *L, weft_task *t) {
   /* Scopes the body left open (a bug, reported in debug mode). */
   while (b && t->scope != &b->root) {
     weft__scope *s = t->scope;
-    if (L->debug) weft__debug_left_open(t, s);
+    if (weft__unlikely(L->debug)) weft__debug_open_at_exit(t, s);
     weft__scope_pop(L, t, s);
   }
-  if (weft__unlikely(L->debug) && b && t->result == 0 &&
-      (b->root.flags & (SC_EFFECTIVE | SC_DELIVERED)) ==
-          (SC_EFFECTIVE | SC_DELIVERED) &&
-      !(t->flags & TF_ROOT))
-    weft__debug_swallowed(t);
+  /* With every scope closed, the root scope tells whether a delivered
+   * cancellation was swallowed. */
+  if (weft__unlikely(L->debug) && b) weft__debug_finished(t);
   t->state = WEFT__T_DONE;
   L->ntasks--;
   if (b) fire_watches(&b->exit_hooks, t); /* e.g. locks it still holds */

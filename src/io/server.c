@@ -318,9 +318,8 @@ static int conn_main(void *arg) {
   (void)weft__stream_release(c->s);
   srv->nconn--;
   free(c);
-  /* The server goes on whatever the handler returned (failures went to
-   * on_error): only a cancellation is passed on, as it came. */
-  return rc == -ECANCELED ? rc : 0;
+  /* The server goes on: 0, or -ECANCELED when cancelled. */
+  return weft__cancelled(weft__cur()) ? -ECANCELED : 0;
 }
 
 /* One accepted connection: a stream and a task. */
@@ -451,7 +450,7 @@ static void accept_loop(weft_server *srv, listener *l) {
 static int accept_task(void *arg) {
   listener *l = arg;
   accept_loop(l->srv, l);
-  return 0;
+  return weft__cancelled(weft__cur()) ? -ECANCELED : 0;
 }
 
 int weft_server_serve(weft_server *srv, weft_conn_fn fn, void *arg) {

@@ -109,7 +109,9 @@ static int attempt_main(void *arg) {
     if (r->nap) weft_scope_cancel(r->nap);
   }
   free(a);
-  return 0; /* never fails the group: the race reads r */
+  /* Never fails the group (the race reads r): 0, or -ECANCELED when
+   * called off. */
+  return weft__cancelled(weft__cur()) ? -ECANCELED : 0;
 }
 
 int weft__he_connect(const struct addrinfo *list, int64_t delay,

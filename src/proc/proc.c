@@ -46,6 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/debug.h"
 #include "io/internal.h"
 
 #ifndef SYS_pidfd_open
@@ -263,7 +264,7 @@ static int orphan_main(void *arg) {
   weft_proc *p = arg;
   weft_loop *L = weft__tls_loop;
   if (proc_wait(L, L->current, p, NULL) == 0) proc_free(pl_of(L), p);
-  return 0;
+  return weft__cancelled(L->current) ? -ECANCELED : 0;
 }
 
 /* The reaper (SIGCHLD mode): on each SIGCHLD (several count once) looks
@@ -288,7 +289,7 @@ static int reaper_main(void *arg) {
       if (!p->exited && try_reap(p) && p->closed) proc_free(pl, p);
     }
   }
-  return 0;
+  return weft__cancelled(weft__cur()) ? -ECANCELED : 0;
 }
 
 /* task_exit hook: the reaper ended (cancelled at the end of the loop, or
@@ -576,12 +577,12 @@ weft_proc *weft_proc_spawn(const char *const argv[],
       goto fail;
     }
   }
-  /* The parent waits until the child has exec'd (vfork): a wait debug
-   * mode would report as a blocking call, but it is the cost of spawning
-   * and has no non-blocking form. */
-  int64_t t0 = L->debug ? weft__clock() : 0;
+  /* posix_spawn blocks this thread until the child has called exec
+   * (vfork semantics): a few ms on a loaded machine, which debug mode
+   * would take for a blocking call of the task. */
+  if (weft__unlikely(L->debug)) weft__debug_blocking_begin(L);
   e = posix_spawnp(&pid, argv[0], &fa, &at, (char *const *)argv, envp);
-  if (L->debug) L->debug_excused += weft__clock() - t0;
+  if (weft__unlikely(L->debug)) weft__debug_blocking_end(L);
   if (e) {
     rc = -e;
     goto fail;
@@ -766,7 +767,7 @@ static int comm_writer(void *arg) {
   } else {
     comm_fail(c, rc);
   }
-  return 0;
+  return rc == -ECANCELED ? rc : 0;
 }
 
 static int comm_reader(void *arg) {
@@ -793,7 +794,7 @@ static int comm_reader(void *arg) {
     if (r == 0) return 0;
     if (r < 0) {
       if (r != -ECANCELED) comm_fail(c, (int)r);
-      return 0;
+      return r == -ECANCELED ? -ECANCELED : 0;
     }
     *k->len += (size_t)r;
     if (*k->len > c->limit) {

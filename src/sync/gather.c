@@ -6,8 +6,9 @@
  * Each child runs a small wrapper that calls the user's function, stores
  * its code, and decides the outcome: the first failure (gather) or the
  * first success (race) cancels the group with weft_group_cancel, which is
- * not an error, so the wrappers always return 0 and the group never
- * builds an error list. The wrapper's argument is a slot {state, index};
+ * not an error, so the wrappers return 0 (or -ECANCELED when they were
+ * cancelled: a cancellation is passed on, never swallowed) and the group
+ * never builds an error list. The wrapper's argument is a slot {state, index};
  * slots live on the caller's stack up to STACK_SLOTS children and in one
  * allocation per call beyond, never one per child.
  */
@@ -57,7 +58,7 @@ static int gather_child(void *arg) {
   combo *c = s->c;
   weft_task *t = weft__cur();
   int rc = run_call(t, s);
-  if (c->all) return 0;
+  if (c->all) return weft__cancelled(t) ? -ECANCELED : 0;
   if (cancelled_outside(t, rc)) {
     /* A missing result, so not a success (asyncio: test_one_cancellation
      * raises CancelledError); as there, it cancels no sibling. */
@@ -67,9 +68,7 @@ static int gather_child(void *arg) {
     c->cancelling = true;
     weft_group_cancel(c->grp);
   }
-  /* Results are kept above; only a cancellation is passed on as it came
-   * (a child that says 0 after -ECANCELED would swallow it: debug mode). */
-  return rc == -ECANCELED ? rc : 0;
+  return weft__cancelled(t) ? -ECANCELED : 0;
 }
 
 static int race_child(void *arg) {
@@ -85,7 +84,7 @@ static int race_child(void *arg) {
   } else if (!c->fail && weft__failed(rc)) {
     c->fail = rc;
   }
-  return rc == -ECANCELED ? rc : 0;
+  return weft__cancelled(t) ? -ECANCELED : 0;
 }
 
 /* Spawns every call into a group wrapped by `child` and waits for all.

@@ -15,6 +15,8 @@
  */
 #include "sync/lock.h"
 
+#include "core/debug.h"
+
 _Static_assert(offsetof(weft_lock, h) == 0, "header first");
 
 struct weft_cond {
@@ -36,7 +38,7 @@ static void wake_conds(weft_lock *l, int code) {
 
 static void owner_exit(weft__watch *h, weft_task *t) {
   weft_lock *l = weft__container_of(h, weft_lock, hook);
-  if (t->loop->debug) weft__debug_held_at_exit(t, "lock", l);
+  if (weft__unlikely(t->loop->debug)) weft__debug_lock_held(t, l);
   l->owner = NULL;
   l->broken = true;
   wl_wake_all(&l->waiters, -EOWNERDEAD);
@@ -128,11 +130,18 @@ int weft_lock_acquire(weft_lock *l) {
   weft_task *t;
   int rc = sobj_check_wait(SOBJ(l), SO_LOCK, L, &t, __func__);
   if (weft__unlikely(rc)) return rc;
+  /* Debug mode remembers the caller, for the report of a task that
+   * returns holding the lock; before a wait, so that the wait stays a
+   * tail call (see switch_away in loop.c). */
   if (weft__likely(!l->owner && !l->broken)) {
     take(l, t);
+    if (weft__unlikely(L->debug))
+      weft__debug_lock_site(t, l, __builtin_return_address(0));
     return 0;
   }
   if (l->owner == t) return -EDEADLK;
+  if (weft__unlikely(L->debug))
+    weft__debug_lock_site(t, l, __builtin_return_address(0));
   return weft__lock_wait(L, t, l, true);
 }
 
@@ -144,6 +153,8 @@ int weft_lock_try_acquire(weft_lock *l) {
   if (l->owner == t) return -EDEADLK;
   if (l->owner) return -EAGAIN;
   take(l, t);
+  if (weft__unlikely(t->loop->debug))
+    weft__debug_lock_site(t, l, __builtin_return_address(0));
   return 0;
 }
 
