@@ -425,62 +425,6 @@ Test(task, tasks_foreach, .timeout = 10) {
 }
 
 /* ---------------------------------------------------------------- */
-/* weft_dump_tasks                                                   */
-/* ---------------------------------------------------------------- */
-
-typedef struct {
-  int rc;
-  char out[8192];
-} dump_state;
-
-static int dump_main(void *arg) {
-  dump_state *s = arg;
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  weft_task *a = spawn_named(sleeper_long, NULL, "dump-alpha");
-  weft_task *b = spawn_named(sleeper_long, NULL, "dump-beta");
-  weft_yield();
-  FILE *f = fdopen(p[1], "w");
-  s->rc = weft_dump_tasks(f, WEFT_DUMP_TREE);
-  fclose(f);
-  drain_fd(p[0], s->out, sizeof s->out);
-  close(p[0]);
-  weft_cancel(a);
-  weft_cancel(b);
-  weft_join(a);
-  weft_join(b);
-  return 0;
-}
-
-/* weft_dump_tasks writes one line per task with its name to the fd. */
-Test(task, dump_tasks, .timeout = 10) {
-  dump_state s = {0};
-  cr_assert_eq(weft_run(dump_main, &s), 0);
-  cr_assert_eq(s.rc, 0);
-  cr_log_info("dump:\n%s", s.out);
-  cr_assert_not_null(strstr(s.out, "dump-alpha"), "dump: %s", s.out);
-  cr_assert_not_null(strstr(s.out, "dump-beta"), "dump: %s", s.out);
-  cr_assert_not_null(strstr(s.out, "main"), "dump: %s", s.out);
-  cr_assert_geq(count_lines(s.out), 3);
-}
-
-static int dump_badfd_main(void *arg) {
-  int *rc = arg;
-  FILE *f = fopen("/dev/null", "r"); /* writes to it fail */
-  cr_assert_not_null(f);
-  *rc = weft_dump_tasks(f, WEFT_DUMP_TREE);
-  fclose(f);
-  return 0;
-}
-
-/* weft_dump_tasks reports a failed write as -EIO. */
-Test(task, dump_tasks_bad_file, .timeout = 10) {
-  int rc = 0;
-  cr_assert_eq(weft_run(dump_badfd_main, &rc), 0);
-  cr_assert_eq(rc, -EIO);
-}
-
-/* ---------------------------------------------------------------- */
 /* weft_cancel                                                       */
 /* ---------------------------------------------------------------- */
 

@@ -245,8 +245,10 @@ static void task_text(dumper *d, const weft_task *t) {
   if (t->flags & TF_ROOT) fputs(" (main)", f);
   fputs("  ", f);
   if (t->state == WEFT__T_DONE) {
-    fprintf(f, "done, result %d (%s), not joined", t->result,
-            weft_strerror(t->result));
+    /* A result >= 0 is a value, not an error code: no error text. */
+    fprintf(f, "done, result %d", t->result);
+    if (t->result < 0) fprintf(f, " (%s)", weft_strerror(t->result));
+    fputs(", not joined", f);
   } else {
     wait_info w;
     wait_of(d, t, &w);
@@ -577,7 +579,8 @@ static int prepare(dumper *d) {
   for (weft_task *t = d->L->all_head; t; t = t->all_next)
     if (listed(t) && hung_under(t))
       d->hangs[d->nhangs++] = (hang){hung_under(t), t};
-  qsort(d->hangs, d->nhangs, sizeof *d->hangs, hang_cmp);
+  /* qsort's array must not be NULL, even for no elements. */
+  if (d->nhangs) qsort(d->hangs, d->nhangs, sizeof *d->hangs, hang_cmp);
   return 0;
 }
 
@@ -762,7 +765,7 @@ int weft__dump_process(FILE *out, int flags, int64_t timeout) {
   loop_list l = {0};
   weft__loops_foreach(collect, &l);
   int rc = l.rc;
-  if (!rc) qsort(l.a, l.n, sizeof *l.a, seq_cmp);
+  if (!rc && l.n) qsort(l.a, l.n, sizeof *l.a, seq_cmp);
   weft_loop *self = weft__tls_loop;
   if (!rc) {
     if (form == WEFT_DUMP_JSON)
