@@ -171,6 +171,7 @@ typedef struct weft__task_body {
   int64_t stats_start; /* when the current step began (L->stats) */
   uint64_t trace_start; /* traces (trace.c): when the step began, and */
   uint64_t trace_park;  /* when the task parked (0: it did not), in ticks */
+  int trace_fd;         /* the fd it parked on (-1: none) */
   weft__scope root;   /* the task's own scope: weft_cancel cancels it */
   weft__timer tm;     /* sleeps and fd-wait deadlines */
   weft__watch *exit_hooks; /* see weft__watch */

@@ -304,6 +304,7 @@ void weft__body_init(weft_task *t, weft__task_body *b) {
   b->stats_start = 0;
   b->trace_start = 0;
   b->trace_park = 0;
+  b->trace_fd = -1;
   weft__timer_init(&b->tm, task_timer_fire);
   weft__scope *r = &b->root;
   r->parent = r->inner = r->child_head = r->prev = r->next = NULL;

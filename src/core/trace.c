@@ -14,15 +14,21 @@
  * loop takes an empty buffer from its own small pool and never waits: if
  * the writer is behind and the pool is empty, events are dropped and
  * counted. The writer converts ticks to time with (clock, ticks) pairs
- * taken at the start and with each buffer. Past the size limit the writer
- * drops events too, and the file always ends as valid JSON, with the
- * counts in "otherData".
+ * taken at the start and with each buffer, interpolating between the two
+ * pairs around a tick: one mapping for the loop's whole life, so a tick
+ * recorded twice (a step's end and the start of the wait that follows,
+ * in the next buffer) gives the same time in both, and times never go
+ * back. At the size limit the writer drops that event and every later
+ * one (the file holds a beginning of the run, not a sample of it), and
+ * the file always ends as valid JSON, with the counts in "otherData".
  *
  * A wait is the span from a park (the end of the step in which the task
  * parked) to the start of its next step: the park's time is kept in the
  * task body, and the record is written when the task runs again, with
- * what it waited on (still in the body). Object names are read then, on
- * the loop's thread (the object may be gone by the time the writer runs).
+ * what it waited on (still in the body; but an fd wait's fd is cleared at
+ * the wake-up, so it is kept at the park: see tr_end). Object names are
+ * read then, on the loop's thread (the object may be gone by the time the
+ * writer runs).
  *
  * The file is made (truncated) when the first tracing loop of the process
  * starts and finished when the last one stops; the writer thread lives
@@ -33,6 +39,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +52,8 @@
 #define NAME_MAX_ 40
 #define DEFAULT_MAX ((size_t)64 << 20)
 #define TRAILER 256 /* room kept for the end of the file */
+#define ANCHOR_BRACKET 20000 /* ticks (~5-10 us): a clock read this long
+                                was preempted */
 
 enum { R_LOOP, R_SPAWN, R_STEP, R_WAIT, R_EXIT };
 
@@ -68,21 +77,29 @@ typedef struct tbuf {
   trec r[RECS_PER_BUF];
 } tbuf;
 
+/* A (clock, ticks) pair: where the writer's time mapping bends. */
+typedef struct anchor {
+  uint64_t ticks;
+  int64_t ns;
+} anchor;
+
 typedef struct tloop {
   weft_loop *L;   /* (the writer reads only seq: L may be gone) */
   uint64_t seq;
   tbuf *cur;
   tbuf *free;     /* empty buffers: under g.mu */
+  atomic_int nfree; /* how many: changed under g.mu, read without it by a
+                       loop that has no buffer, so that dropping an event
+                       costs no lock */
   bool use_tsc;
   uint64_t dropped; /* no buffer free (read by the writer at the end) */
   uint64_t cached;  /* the time the last step ended, for the next step's
                        start when no poll came between (0: none): one
                        clock read per step, not two */
-  unsigned skip;    /* events to drop before looking for a free buffer
-                       again (not a mutex per event while the writer is
-                       behind) */
   int64_t start_ns; /* the first (clock, ticks) pair */
   uint64_t start_ticks;
+  anchor *an;     /* the writer's: the start and every buffer's pair, in */
+  size_t nan, can; /* order (one per buffer written: bounded by the file) */
   int nbufs;      /* buffers not yet freed (under g.mu) */
   bool stopped;   /* the loop is gone: the writer frees it with its last
                      buffer */
@@ -103,6 +120,7 @@ static struct {
   tbuf *head, *tail;  /* full buffers, in order */
   int64_t base_ns;    /* time 0 of the file */
   bool first;         /* no event written yet (commas) */
+  bool full;          /* an event was dropped for size: so are the rest */
   uint64_t dropped_slow; /* added up from the loops that stopped */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -116,13 +134,54 @@ static inline uint64_t ticks(const tloop *tl) {
 
 /* ---- the writer ---------------------------------------------------------- */
 
-/* ns of ticks `t` of buffer b. */
-static int64_t to_ns(const tloop *tl, const tbuf *b, uint64_t t) {
+/* Adds buffer b's (clock, ticks) pair to its loop's mapping, before its
+ * records are converted. A pair that does not move both forward (the TSC
+ * read on another CPU, in theory) is left out. If memory runs out the
+ * mapping keeps the pairs it has: later ticks are extrapolated from the
+ * last two, still one mapping. The writer's thread only. */
+static void anchor_add(tloop *tl, const tbuf *b) {
+  if (!tl->use_tsc) return;
+  if (!tl->nan) {
+    tl->an = malloc(16 * sizeof *tl->an);
+    if (!tl->an) return;
+    tl->can = 16;
+    tl->an[tl->nan++] = (anchor){tl->start_ticks, tl->start_ns};
+  }
+  const anchor *last = &tl->an[tl->nan - 1];
+  if (b->anchor_ticks <= last->ticks || b->anchor_ns <= last->ns) return;
+  if (tl->nan == tl->can) {
+    anchor *a = realloc(tl->an, 2 * tl->can * sizeof *a);
+    if (!a) return;
+    tl->an = a;
+    tl->can *= 2;
+  }
+  tl->an[tl->nan++] = (anchor){b->anchor_ticks, b->anchor_ns};
+}
+
+/* ns of ticks `t`: interpolated between the pairs around t (the first or
+ * last two outside them). Most ticks are in the last span: looked at
+ * first. */
+static int64_t to_ns(const tloop *tl, uint64_t t) {
   if (!tl->use_tsc) return (int64_t)t;
-  double span_t = (double)(b->anchor_ticks - tl->start_ticks);
-  double span_ns = (double)(b->anchor_ns - tl->start_ns);
-  double rate = span_t > 0 ? span_ns / span_t : 0;
-  return b->anchor_ns - (int64_t)((double)(int64_t)(b->anchor_ticks - t) * rate);
+  if (tl->nan < 2) { /* no rate known (or no memory): a guess of 1 GHz */
+    return tl->start_ns + (int64_t)(t - tl->start_ticks);
+  }
+  size_t hi = tl->nan - 1;
+  if (t < tl->an[hi - 1].ticks) {
+    size_t lo = 0; /* the first pair past t, in [1, nan - 2] */
+    hi = tl->nan - 2;
+    while (lo + 1 < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (tl->an[mid].ticks > t)
+        hi = mid;
+      else
+        lo = mid;
+    }
+    if (hi == 0) hi = 1;
+  }
+  const anchor *a = &tl->an[hi - 1], *z = &tl->an[hi];
+  double rate = (double)(z->ns - a->ns) / (double)(z->ticks - a->ticks);
+  return a->ns + (int64_t)((double)(int64_t)(t - a->ticks) * rate);
 }
 
 static double us(int64_t ns) { return (double)(ns - g.base_ns) / 1000.0; }
@@ -147,7 +206,8 @@ static size_t json_esc(char *out, size_t cap, const char *s) {
 /* Writes one event (text of length n), or drops it past the limit. */
 static void put(const char *text, int n) {
   if (n <= 0) return;
-  if (g.bytes + (size_t)n + 2 + TRAILER > g.max) {
+  if (g.full || g.bytes + (size_t)n + 2 + TRAILER > g.max) {
+    g.full = true;
     g.dropped_size++;
     return;
   }
@@ -161,7 +221,7 @@ static void put(const char *text, int n) {
   g.events++;
 }
 
-static void write_rec(const tloop *tl, const tbuf *b, const trec *r) {
+static void write_rec(const tloop *tl, const trec *r) {
   char line[512], esc[4 * NAME_MAX_ + 8];
   uint64_t pid = tl->seq;
   int n;
@@ -188,11 +248,11 @@ static void write_rec(const tloop *tl, const tbuf *b, const trec *r) {
                    "{\"ph\":\"i\",\"s\":\"t\",\"name\":\"spawn\",\"ts\":%.3f,"
                    "\"pid\":%" PRIu64 ",\"tid\":%" PRIu64
                    ",\"args\":{\"parent\":%" PRIu64 "}}",
-                   us(to_ns(tl, b, r->t0)), pid, r->id, r->aux);
+                   us(to_ns(tl, r->t0)), pid, r->id, r->aux);
       put(line, n);
       break;
     case R_STEP: {
-      int64_t a = to_ns(tl, b, r->t0), z = to_ns(tl, b, r->t1);
+      int64_t a = to_ns(tl, r->t0), z = to_ns(tl, r->t1);
       n = snprintf(line, sizeof line,
                    "{\"ph\":\"X\",\"name\":\"run\",\"ts\":%.3f,\"dur\":%.3f,"
                    "\"pid\":%" PRIu64 ",\"tid\":%" PRIu64 "}",
@@ -201,7 +261,7 @@ static void write_rec(const tloop *tl, const tbuf *b, const trec *r) {
       break;
     }
     case R_WAIT: {
-      int64_t a = to_ns(tl, b, r->t0), z = to_ns(tl, b, r->t1);
+      int64_t a = to_ns(tl, r->t0), z = to_ns(tl, r->t1);
       char args[256];
       int k = snprintf(args, sizeof args, "\"object\":");
       if (r->aux)
@@ -231,10 +291,15 @@ static void write_rec(const tloop *tl, const tbuf *b, const trec *r) {
                    "{\"ph\":\"i\",\"s\":\"t\",\"name\":\"exit\",\"ts\":%.3f,"
                    "\"pid\":%" PRIu64 ",\"tid\":%" PRIu64
                    ",\"args\":{\"result\":%d}}",
-                   us(to_ns(tl, b, r->t0)), pid, r->id, (int)r->val);
+                   us(to_ns(tl, r->t0)), pid, r->id, (int)r->val);
       put(line, n);
       break;
   }
+}
+
+static void tloop_free(tloop *tl) {
+  free(tl->an);
+  free(tl);
 }
 
 /* Gives b back to its loop, or frees it (and the loop's state with the
@@ -245,10 +310,11 @@ static void recycle(tbuf *b) {
   if (!tl->stopped) {
     b->next = tl->free;
     tl->free = b;
+    atomic_fetch_add_explicit(&tl->nfree, 1, memory_order_relaxed);
     return;
   }
   free(b);
-  if (--tl->nbufs == 0) free(tl);
+  if (--tl->nbufs == 0) tloop_free(tl);
 }
 
 static void *writer_main(void *arg) {
@@ -264,7 +330,8 @@ static void *writer_main(void *arg) {
     g.head = b->next;
     if (!g.head) g.tail = NULL;
     pthread_mutex_unlock(&g.mu);
-    for (size_t i = 0; i < b->n; i++) write_rec(b->owner, b, &b->r[i]);
+    anchor_add(b->owner, b);
+    for (size_t i = 0; i < b->n; i++) write_rec(b->owner, &b->r[i]);
     pthread_mutex_lock(&g.mu);
     recycle(b);
   }
@@ -280,8 +347,20 @@ static void hand_over(tloop *tl) {
   tbuf *b = tl->cur;
   pthread_mutex_lock(&g.mu);
   if (b && b->n) {
-    b->anchor_ns = weft__clock();
-    b->anchor_ticks = ticks(tl);
+    /* Ticks on both sides of the clock read, and their middle: the pair's
+     * error is half the read's time. A read that took long (preempted
+     * between) is taken again, a few times at most: a worse pair only
+     * bends the mapping a little, still in order. */
+    uint64_t t0, t1;
+    int64_t ns;
+    for (int i = 0;; i++) {
+      t0 = ticks(tl);
+      ns = weft__clock();
+      t1 = ticks(tl);
+      if (t1 - t0 <= ANCHOR_BRACKET || i == 2) break;
+    }
+    b->anchor_ns = ns;
+    b->anchor_ticks = t0 + (t1 - t0) / 2;
     b->next = NULL;
     if (g.tail)
       g.tail->next = b;
@@ -291,7 +370,10 @@ static void hand_over(tloop *tl) {
     pthread_cond_signal(&g.cv);
     b = NULL;
   }
-  if (!b && (b = tl->free) != NULL) tl->free = b->next;
+  if (!b && (b = tl->free) != NULL) {
+    tl->free = b->next;
+    atomic_fetch_sub_explicit(&tl->nfree, 1, memory_order_relaxed);
+  }
   tl->cur = b;
   pthread_mutex_unlock(&g.mu);
 }
@@ -300,14 +382,14 @@ static void hand_over(tloop *tl) {
 static inline trec *rec(tloop *tl) {
   tbuf *b = tl->cur;
   if (weft__unlikely(!b || b->n == RECS_PER_BUF)) {
-    if (!b && tl->skip) {
-      tl->skip--;
+    /* No buffer and none free yet: dropped without taking the lock (the
+     * writer may hold it long enough for every event to wait). */
+    if (!b && !atomic_load_explicit(&tl->nfree, memory_order_relaxed)) {
       tl->dropped++;
       return NULL;
     }
     hand_over(tl);
     if (!(b = tl->cur)) {
-      tl->skip = RECS_PER_BUF / 4;
       tl->dropped++;
       return NULL;
     }
@@ -352,7 +434,7 @@ static void tr_begin(weft_task *t, void *arg) {
       r->t1 = now;
       r->what = b->wait_kind ? b->wait_kind->what : NULL;
       r->aux = (uint64_t)(uintptr_t)b->wait_obj;
-      r->val = b->wait_fd;
+      r->val = b->trace_fd; /* kept at the park */
       r->events = (uint8_t)b->wait_events;
       weft__name_get(b->wait_obj, r->name, sizeof r->name);
     }
@@ -373,7 +455,12 @@ static void tr_end(weft_task *t, void *arg) {
     r->t0 = b->trace_start;
     r->t1 = now;
   }
-  if (t->state == WEFT__T_PARKED) b->trace_park = now;
+  if (t->state == WEFT__T_PARKED) {
+    b->trace_park = now;
+    /* An fd wait's fd is cleared when the task is woken (fd.c), before
+     * tr_begin reads the wait: kept here. wait_events stays as it was. */
+    b->trace_fd = b->wait_fd;
+  }
 }
 
 static void tr_exited(weft_task *t, void *arg) {
@@ -429,6 +516,7 @@ static int file_open(const char *path, size_t max) {
   g.bytes = 0;
   g.events = g.dropped_size = g.dropped_slow = 0;
   g.first = true;
+  g.full = false;
   g.quit = false;
   g.head = g.tail = NULL;
   g.base_ns = weft__clock();
@@ -485,6 +573,7 @@ void weft__trace_start(weft_loop *L, const weft_config *cfg) {
     tl->free = b;
     tl->nbufs++;
   }
+  atomic_store_explicit(&tl->nfree, tl->nbufs, memory_order_relaxed);
   if (!rc && !tl->nbufs) rc = -ENOMEM;
   if (!rc) g.users++;
   pthread_mutex_unlock(&g.mu);
@@ -534,7 +623,7 @@ void weft__trace_stop(weft_loop *L) {
     tl->nbufs--;
   }
   tl->free = NULL;
-  if (tl->nbufs == 0) free(tl);
+  if (tl->nbufs == 0) tloop_free(tl);
   bool last = --g.users == 0;
   if (last) {
     g.quit = true;
