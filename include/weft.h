@@ -362,8 +362,8 @@ enum {
  * event, semaphore, channel or stream by name or address, a join on
  * which task, a thread-pool job, a process...) and for how long, its
  * stack's high-water mark, how many times it ran, and its run time (when
- * the loop measures it: in debug mode, with a trace, or with the weft-ps
- * socket). docs/guide/debugging.md shows and explains each form.
+ * the loop measures it: in debug mode or with the weft-ps socket; a
+ * trace's run spans say it too). docs/guide/debugging.md shows and explains each form.
  * Not a checkpoint: the caller keeps running. With WEFT_DUMP_ALL, other
  * loops of the process are asked to dump themselves between two of their
  * tasks; one that does not answer within a second (a task of it runs

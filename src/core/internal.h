@@ -167,7 +167,7 @@ typedef struct weft__task_body {
   int64_t wait_since;
   uint64_t nsteps;    /* steps run (times it was switched to) */
   int64_t run_ns;     /* time spent running, when the loop measures it
-                         (L->stats: debug mode, traces, weft-ps) */
+                         (L->stats: debug mode, weft-ps) */
   int64_t stats_start; /* when the current step began (L->stats) */
   uint64_t trace_start; /* traces (trace.c): when the step began, and */
   uint64_t trace_park;  /* when the task parked (0: it did not), in ticks */
