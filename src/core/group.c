@@ -109,14 +109,9 @@ static int group_describe(const weft_task *t, const void *obj, char *buf,
 }
 const weft__wait_kind weft__wk_group = {"group close", group_describe};
 
-static int started_describe(const weft_task *t, const void *obj, char *buf,
-                            size_t n) {
-  (void)t;
-  const weft_task *c = obj;
-  return snprintf(buf, n, "task %llu '%s'", (unsigned long long)c->id,
-                  weft_task_name(c));
-}
-const weft__wait_kind weft__wk_started = {"group start", started_describe};
+/* Its object: the child that has not called weft_started yet. */
+const weft__wait_kind weft__wk_started = {"group start",
+                                          weft__describe_task};
 
 #define check_group(L, g) check_group_(L, g, __func__)
 static int check_group_(weft_loop *L, weft_group *g, const char *func) {

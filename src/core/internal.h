@@ -553,6 +553,9 @@ WEFT__HIDDEN int weft__fdprintf(int fd, const char *fmt, ...)
 /* Core's kinds of wait (loop.c, fd.c, task.c, group.c). */
 extern const weft__wait_kind weft__wk_sleep, weft__wk_fd, weft__wk_join,
     weft__wk_group, weft__wk_started WEFT__HIDDEN;
+/* A describe function for a wait whose object is a task: "task N 'x'". */
+WEFT__HIDDEN int weft__describe_task(const weft_task *t, const void *obj,
+                                     char *buf, size_t n);
 
 /* Looking inside (dump.c). Object names (weft_set_name): the name of obj
  * copied into buf (NUL-terminated, cut to n - 1): its length, or 0 if it

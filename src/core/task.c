@@ -233,14 +233,14 @@ int weft__task_check_joinable(weft_loop *L, const weft_task *cur,
   return 0;
 }
 
-static int join_describe(const weft_task *t, const void *obj, char *buf,
-                         size_t n) {
+int weft__describe_task(const weft_task *t, const void *obj, char *buf,
+                        size_t n) {
   (void)t;
-  const weft_task *j = obj;
-  return snprintf(buf, n, "task %llu '%s'", (unsigned long long)j->id,
-                  weft_task_name(j));
+  const weft_task *o = obj;
+  return snprintf(buf, n, "task %llu '%s'", (unsigned long long)o->id,
+                  weft_task_name(o));
 }
-const weft__wait_kind weft__wk_join = {"join", join_describe};
+const weft__wait_kind weft__wk_join = {"join", weft__describe_task};
 
 static void join_unpark(weft_task *j) {
   weft_task *t = weft__body(j)->wait_on.joinee;
