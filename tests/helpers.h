@@ -37,6 +37,18 @@ static inline int count_fds(void) {
   return n - 1;
 }
 
+/* Threads of the process (in /proc/self/task); -1 if it cannot be read. */
+static inline int count_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
 /* Whether `name` is an executable on PATH (a peer a test runs). */
 static inline bool have_prog(const char *name) {
   const char *path = getenv("PATH");

@@ -132,7 +132,7 @@ static void run_tool(const char *tool, const char *a1, const char *a2,
 }
 
 /* Threads of process pid, and how many of them are named "weft-ps". */
-static int count_threads(pid_t pid, int *named) {
+static int count_threads_of(pid_t pid, int *named) {
   char dir[64];
   snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
   DIR *d = opendir(dir);
@@ -357,7 +357,7 @@ static void kid_start(kid *k) {
     close(r[0]);
     kid_args a = {.quit_rd = q[0], .settled_rd = s[0], .settled_wr = s[1],
                   .ready_wr = r[1], .dump = k->dump};
-    int fds0 = count_fds(), thr0 = count_threads(getpid(), NULL);
+    int fds0 = count_fds(), thr0 = count_threads_of(getpid(), NULL);
     pthread_t th;
     if (pthread_create(&th, NULL, kid_dumper, &a) != 0) _exit(5);
     weft_config cfg;
@@ -366,7 +366,7 @@ static void kid_start(kid *k) {
     int rc = weft_run_with(&cfg, kid_main, &a);
     pthread_join(th, NULL);
     /* Nothing of the socket outlives the loop: no fd, no thread. */
-    int bad = count_fds() != fds0 || count_threads(getpid(), NULL) != thr0;
+    int bad = count_fds() != fds0 || count_threads_of(getpid(), NULL) != thr0;
     _exit(rc != 0 ? 1 : bad ? 3 : 0);
   }
   close(q[0]);
@@ -455,7 +455,7 @@ Test(ps, tools_show_the_tasks, .timeout = 60) {
   cr_assert_eq(st.st_mode & 0777, 0700, "dir mode %o", st.st_mode & 0777);
   /* One listener thread, by its name. */
   int named;
-  cr_assert_geq(count_threads(k.pid, &named), 2);
+  cr_assert_geq(count_threads_of(k.pid, &named), 2);
   cr_assert_eq(named, 1);
 
   static cmd_result r;
@@ -741,7 +741,7 @@ static int look_main(void *arg) {
   char dir[200];
   sock_dir(dir, sizeof dir);
   if (stat(dir, &st) == 0) s->dir_mode = st.st_mode & 0777;
-  s->threads = count_threads(getpid(), &s->named);
+  s->threads = count_threads_of(getpid(), &s->named);
   if (weft_join(weft_spawn(ran_task, s, NULL)) != 0) return 1;
   if (s->exists && !s->no_ask) {
     s->n_bogus = ask(s->path, "bogus\n", false, s->bogus, sizeof s->bogus);
@@ -765,7 +765,7 @@ static void run_look(int ps_socket, seen *s) {
 Test(ps, in_process_life, .timeout = 60) {
   xdg_dir x;
   xdg_make(&x);
-  int fds0 = count_fds(), thr0 = count_threads(getpid(), NULL);
+  int fds0 = count_fds(), thr0 = count_threads_of(getpid(), NULL);
   static seen s;
   run_look(1, &s);
   cr_assert(s.exists && s.is_sock, "no socket at %s", s.path);
@@ -786,14 +786,14 @@ Test(ps, in_process_life, .timeout = 60) {
   struct stat st;
   cr_assert_eq(lstat(s.path, &st), -1);
   cr_assert_eq(count_fds(), fds0);
-  cr_assert_eq(count_threads(getpid(), NULL), thr0);
+  cr_assert_eq(count_threads_of(getpid(), NULL), thr0);
   /* And a second loop after it gets a new one. */
   run_look(1, &s);
   cr_assert(s.exists && s.is_sock);
   cr_assert_eq(s.named, 1);
   cr_assert_eq(lstat(s.path, &st), -1);
   cr_assert_eq(count_fds(), fds0);
-  cr_assert_eq(count_threads(getpid(), NULL), thr0);
+  cr_assert_eq(count_threads_of(getpid(), NULL), thr0);
   xdg_remove(&x);
 }
 
@@ -801,7 +801,7 @@ Test(ps, in_process_life, .timeout = 60) {
 Test(ps, off_unless_asked, .timeout = 60) {
   xdg_dir x;
   xdg_make(&x);
-  int fds0 = count_fds(), thr0 = count_threads(getpid(), NULL);
+  int fds0 = count_fds(), thr0 = count_threads_of(getpid(), NULL);
   static seen s;
   static const struct {
     const char *env; /* NULL: unset */
@@ -829,7 +829,7 @@ Test(ps, off_unless_asked, .timeout = 60) {
   }
   unsetenv("WEFT_PS");
   cr_assert_eq(count_fds(), fds0);
-  cr_assert_eq(count_threads(getpid(), NULL), thr0);
+  cr_assert_eq(count_threads_of(getpid(), NULL), thr0);
   xdg_remove(&x);
 }
 
@@ -857,7 +857,7 @@ static void *other_loop(void *arg) {
 Test(ps, loops_share_the_listener, .timeout = 60) {
   xdg_dir x;
   xdg_make(&x);
-  int fds0 = count_fds(), thr0 = count_threads(getpid(), NULL);
+  int fds0 = count_fds(), thr0 = count_threads_of(getpid(), NULL);
   int q[2];
   cr_assert_eq(pipe2(q, O_CLOEXEC), 0);
   two t = {.quit_rd = q[0], .rc = -1};
@@ -889,7 +889,7 @@ Test(ps, loops_share_the_listener, .timeout = 60) {
   close(q[0]);
   cr_assert_eq(lstat(path, &st), -1);
   cr_assert_eq(count_fds(), fds0);
-  cr_assert_eq(count_threads(getpid(), NULL), thr0);
+  cr_assert_eq(count_threads_of(getpid(), NULL), thr0);
   xdg_remove(&x);
 }
 
@@ -917,7 +917,7 @@ Test(ps, fork_child_starts_its_own, .timeout = 60) {
   if (p == 0) {
     die_with_parent();
     if (count_fds() != before - 2) _exit(40); /* the socket, the eventfd */
-    if (count_threads(getpid(), NULL) != 1) _exit(41);
+    if (count_threads_of(getpid(), NULL) != 1) _exit(41);
     static seen s;
     memset(&s, 0, sizeof s);
     sock_path(getpid(), s.path, sizeof s.path);

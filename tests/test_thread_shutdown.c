@@ -12,17 +12,6 @@
 
 #include "helpers.h"
 
-/* Threads of this process now. */
-static int count_threads(void) {
-  DIR *d = opendir("/proc/self/task");
-  cr_assert_not_null(d, "opendir /proc/self/task: errno %d", errno);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
 
 static void *nothing(void *arg) { return arg; }
 

@@ -216,17 +216,6 @@ static off_t file_size(const char *path) {
   return st.st_size;
 }
 
-/* Threads of the process (in /proc/self/task). */
-static int count_threads(void) {
-  DIR *d = opendir("/proc/self/task");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
 
 /* What a run leaves: counted before it, compared after. */
 typedef struct {
