@@ -12,6 +12,13 @@
 
 #include "ctx/valgrind_compat.h"
 
+/* Sanitizer builds leave the blocking check out (debug.c). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
 typedef struct {
   char out[8192];
   int status;
@@ -344,6 +351,7 @@ static int blocking_main(void *arg) {
  * weft_sleep are not. */
 Test(debug, blocking_call, .timeout = 10) {
   if (RUNNING_ON_VALGRIND) cr_skip_test("valgrind serialises threads");
+  if (SANITIZED) cr_skip_test("no blocking check in sanitizer builds");
   child_run r;
   weft_config c = config(1);
   run_child(&c, blocking_main, NULL, &r);
@@ -700,6 +708,8 @@ Test(debug, debug_tour_reports_in_order, .timeout = 60) {
   };
   const char *at = e;
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    if (i == 1 && (SANITIZED || RUNNING_ON_VALGRIND))
+      continue; /* no blocking check there (debug.c) */
     char line[256];
     snprintf(line, sizeof line, "weft: debug: %s", want[i].report);
     const char *p = strstr(at, line);
@@ -711,5 +721,5 @@ Test(debug, debug_tour_reports_in_order, .timeout = 60) {
   /* Each report is two lines: nine reports, then the information line. */
   int lines = 0;
   for (const char *p = e; (p = strstr(p, "weft: debug: ")); p++) lines++;
-  cr_assert_eq(lines, 18, "%s", e);
+  cr_assert_eq(lines, SANITIZED || RUNNING_ON_VALGRIND ? 16 : 18, "%s", e);
 }

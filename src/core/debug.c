@@ -168,13 +168,15 @@ static int64_t tv_ns(struct timeval tv) {
   return (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
 }
 
-/* The thread's CPU time (user + system) and voluntary context switches.
- * false if the system does not tell. */
+/* The thread's CPU time (user + system) and voluntary context switches,
+ * less its major page faults (each a voluntary switch too: a page of the
+ * program read from disk is no call the task made, and must not make a
+ * step look blocked). false if the system does not tell. */
 static bool thread_usage(int64_t *cpu, long *nvcsw) {
   struct rusage ru;
   if (getrusage(RUSAGE_THREAD, &ru) != 0) return false;
   *cpu = tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime);
-  *nvcsw = ru.ru_nvcsw;
+  *nvcsw = ru.ru_nvcsw - ru.ru_majflt;
   return true;
 }
 
@@ -201,6 +203,12 @@ static bool thread_usage(int64_t *cpu, long *nvcsw) {
  * clock reads (vDSO) and a few compares.
  */
 #define SAMPLE_NS (2LL * 1000 * 1000)
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
 
 /* Usage first, then the clock: the CPU time counted from this sample
  * covers everything after the clock reading. */
@@ -452,10 +460,13 @@ void weft__debug_start(weft_loop *L) {
   L->old_segv = malloc(sizeof(struct sigaction));
   if (!d || !L->old_segv) return; /* debug mode without these reports */
   /* Under valgrind, threads run one at a time under its lock, and a
-   * step that waits for it sleeps: every step would look blocked. */
+   * step that waits for it sleeps: every step would look blocked. So
+   * may one under a sanitizer, whose allocator and shadow memory take
+   * locks of their own (the mmap lock among them) that the program's
+   * other threads hold: the check is left out of sanitizer builds. */
   int64_t cpu;
   long nv;
-  d->rusage_ok = !RUNNING_ON_VALGRIND && thread_usage(&cpu, &nv);
+  d->rusage_ok = !RUNNING_ON_VALGRIND && !SANITIZED && thread_usage(&cpu, &nv);
   d->snap_cpu = -1;
   d->stale = true;
   d->seg_start = -1;
