@@ -11,6 +11,7 @@
  * indentation, and the table's PARENT column against the JSON's.
  */
 #define _GNU_SOURCE
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
