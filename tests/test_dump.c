@@ -513,6 +513,7 @@ static int known_main(void *arg) {
   t[n++] = k_spawn(k_q_put, "q-putter");
   t[n++] = k_spawn(k_chan_recv, "chan-recv");
   t[n++] = k_spawn(k_stream_read, "stream-reader");
+  size_t ithr = n;
   t[n++] = k_spawn(k_threader, "threader");
   size_t iproc = n;
   t[n++] = k_spawn(k_proc_waiter, "proc-waiter");
@@ -556,6 +557,10 @@ static int known_main(void *arg) {
   cr_assert_eq(weft_join(t[iproc]), 0); /* its wait sees the exit */
   t[iproc] = NULL;
   cr_assert_eq(write(K->job_pipe[1], "x", 1), 1);
+  /* Its job finishes (the pipe is closed below: not under the worker's
+   * read, as a cancelled weft_to_thread would leave it). */
+  weft_join(t[ithr]);
+  t[ithr] = NULL;
   cr_assert_eq(weft_scope_cancel(K->shield_inner), 0);
   for (size_t i = 0; i < n; i++)
     if (t[i]) weft_cancel(t[i]);
