@@ -305,8 +305,10 @@ static int always_ready_main(void *arg) {
   cr_assert_eq(rc, -ECANCELED);
   /* A turn of the loop (timers) comes every WEFT__BUDGET dispatches:
    * with the ticker, a few thousand reads; without the yields, never
-   * before the data ran out. */
-  cr_assert_lt(n, sizeof big / 4, "the deadline waited %zu reads", n);
+   * before the data ran out. The deadline, read on the fast clock, errs
+   * late by up to 1/1024 of the time since its anchor: on a loaded
+   * machine it took 18,428 reads (9 turns) once, so the bound is half. */
+  cr_assert_lt(n, sizeof big / 2, "the deadline waited %zu reads", n);
   /* Nothing was lost: the rest is still there, to the byte. */
   static char rest[65536];
   cr_assert_eq(weft_stream_read_exactly(p.b, rest, sizeof big - 1 - n), 0);
