@@ -238,7 +238,9 @@ static baseline base_take(void) {
 
 static void base_check(const baseline *b) {
   HOLDS(count_fds() == b->fds, "an fd was left");
-  HOLDS(count_threads() == b->threads, "a thread was left");
+  /* qemu-user keeps threads of its own, and lists an exited one a while. */
+  if (!under_emulator())
+    HOLDS(count_threads() == b->threads, "a thread was left");
 }
 
 static weft_config trace_config(const char *path) {
