@@ -64,11 +64,12 @@ static weft_loop *loop_new(const weft_config *cfg) {
   weft__ps_start(L, cfg);
   /* Run time per task, for the dump: when someone is looking (not for a
    * trace alone, whose spans say it, and which must stay cheap). */
-  L->stats = L->debug || cfg->ps_socket > 0 ||
-             (cfg->ps_socket < 0 && env_flag("WEFT_PS"));
-  if (L->stats && L->ninstr < WEFT__MAX_INSTR) {
+  bool stats = L->debug || cfg->ps_socket > 0 ||
+               (cfg->ps_socket < 0 && env_flag("WEFT_PS"));
+  if (stats && L->ninstr < WEFT__MAX_INSTR) {
     L->instr[L->ninstr].ins = &weft__stats_instrument;
     L->instr[L->ninstr++].arg = NULL;
+    L->stats = true; /* (only if measured: the dump says "not measured") */
   }
   return L;
 fail:
