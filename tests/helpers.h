@@ -23,23 +23,9 @@
 
 #include "weft.h"
 
-/* Open fds of the process (in /proc/self/fd, less the directory's own):
- * the I/O tests compare it before and after, so that no fd leaks; -1 if
- * it cannot be read. */
-static inline int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n - 1;
-}
-
-/* Threads of the process (in /proc/self/task); -1 if it cannot be read. */
-static inline int count_threads(void) {
-  DIR *d = opendir("/proc/self/task");
+/* Entries of a /proc directory (less "." and ".."); -1 if unreadable. */
+static inline int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
   if (!d) return -1;
   int n = 0;
   struct dirent *e;
@@ -48,6 +34,17 @@ static inline int count_threads(void) {
   closedir(d);
   return n;
 }
+
+/* Open fds of the process (in /proc/self/fd, less the directory's own):
+ * the I/O tests compare it before and after, so that no fd leaks; -1 if
+ * it cannot be read. */
+static inline int count_fds(void) {
+  int n = count_entries("/proc/self/fd");
+  return n < 0 ? -1 : n - 1;
+}
+
+/* Threads of the process (in /proc/self/task); -1 if it cannot be read. */
+static inline int count_threads(void) { return count_entries("/proc/self/task"); }
 
 /* Whether `name` is an executable on PATH (a peer a test runs). */
 static inline bool have_prog(const char *name) {
